@@ -1,0 +1,104 @@
+"""The command-line contract both trainers share.
+
+`python -m keras_impl.train` and `python -m lightning_impl.train` take the same
+flags, and every flag overrides one config key, so a run is described by
+(config file, flags) in either framework:
+
+    --config PATH        YAML file (default configs/streetcar.yaml)
+    --experiment ID      a row of the experiment table (default test_parms.current_experiment)
+    --epochs N           overrides the experiment's epochs
+    --patience N         overrides the EarlyStopping patience of the experiment
+    --seed N             general.seed
+    --sample-rows N      train on a seeded subset of N prepared rows (quick runs)
+    --raw-dir DIR        data.raw_dir (else $STREETCAR_RAW_DIR, else data/raw/)
+    --out-dir DIR        general.out_dir (each run gets a new sub-directory)
+    --json               one JSON object on stdout; progress goes to stderr
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+from configs.loader import Config, ConfigError, ExperimentSettings, load_config, override, resolve_experiment
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return value
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the shared flags to a trainer's parser (see module docstring)."""
+    group = parser.add_argument_group("shared run options (same in both frameworks)")
+    group.add_argument("--config", default=None, metavar="PATH",
+                       help="YAML config (default: configs/streetcar.yaml)")
+    group.add_argument("--experiment", default=None, metavar="ID",
+                       help="experiment id from the config's table: 0,1,2,3,4,5,9 "
+                            "(default: test_parms.current_experiment, 5)")
+    group.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                       help="override the experiment's number of epochs")
+    group.add_argument("--patience", type=non_negative_int, default=None, metavar="N",
+                       help="override EarlyStopping patience (default: hyperparameters.patience_threshold, 15)")
+    group.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
+                       help="seed for split, sample, initial weights and batch order (default: general.seed)")
+    group.add_argument("--sample-rows", type=positive_int, default=None, metavar="N",
+                       help="use a seeded subset of N prepared rows (split membership kept) for a quick run")
+    group.add_argument("--raw-dir", default=None, metavar="DIR",
+                       help="folder of the yearly TTC workbooks (default: $STREETCAR_RAW_DIR, else data/raw/)")
+    group.add_argument("--out-dir", default=None, metavar="DIR",
+                       help="parent folder of run directories (default: general.out_dir, runs/)")
+    group.add_argument("--json", action="store_true",
+                       help="print one JSON object on stdout; human progress goes to stderr")
+    return parser
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a trainer needs from the command line, resolved."""
+
+    config: Config
+    settings: ExperimentSettings
+    sample_rows: int | None
+    raw_dir: str | None
+    json: bool
+
+
+def resolve_run_request(args: argparse.Namespace) -> RunRequest:
+    """Apply the shared flags to the config; raises ConfigError with the key at fault."""
+    config = load_config(args.config)
+    if args.seed is not None:
+        config = override(config, "general.seed", args.seed)
+    if args.out_dir is not None:
+        config = override(config, "general.out_dir", args.out_dir)
+    if args.raw_dir is not None:
+        config = override(config, "data.raw_dir", args.raw_dir)
+    settings = resolve_experiment(config, args.experiment)
+    if args.epochs is not None:
+        settings = dataclasses.replace(settings, epochs=args.epochs)
+    if args.patience is not None:
+        settings = dataclasses.replace(settings, patience=args.patience)
+    return RunRequest(config=config, settings=settings, sample_rows=args.sample_rows,
+                      raw_dir=config.data.raw_dir, json=args.json)
+
+
+__all__ = ["add_common_arguments", "resolve_run_request", "RunRequest", "ConfigError",
+           "positive_int", "non_negative_int"]

@@ -1,0 +1,365 @@
+"""Typed loader for the one configuration both frameworks share.
+
+`configs/streetcar.yaml` mirrors the book's `streetcar_model_training_config.yml`
+(general, test_parms, hyperparameters) and adds the callback settings and the
+experiment table of chapter 6 as data.  This module turns it into frozen
+dataclasses, and it is strict in the nanoGPT way: an unknown key, a missing key
+or a value of the wrong type is a `ConfigError` that names the key and the
+file, never a silent default.
+
+    from configs import load_config, resolve_experiment
+    config = load_config()                      # configs/streetcar.yaml
+    run = resolve_experiment(config, "5")       # one row of figure 6.21
+    run.epochs, run.early_stop, run.monitor     # -> 50, True, 'val_accuracy'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("streetcar.yaml")
+
+OUTPUT_ACTIVATIONS = ("hard_sigmoid", "hard_sigmoid_keras2", "sigmoid")
+BATCH_ORDERS = ("shared", "framework")
+MODES = ("min", "max")
+# History keys both trainers log (Keras names); the only keys a monitor may name.
+MONITORABLE_KEYS = (
+    "loss", "accuracy", "recall",
+    "val_loss", "val_accuracy", "val_recall",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; says which key."""
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    seed: int
+    repeatable_run: bool
+    batch_order: str
+    out_dir: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    raw_dir: str | None
+    start_date: dt.date | None
+    end_date: dt.date | None
+    drop_bad_vehicles: bool
+
+
+@dataclass(frozen=True)
+class TestParmsConfig:
+    test_proportion: float
+    valid_proportion: float
+    current_experiment: str
+
+
+@dataclass(frozen=True)
+class HyperparametersConfig:
+    learning_rate: float
+    dropout_rate: float
+    l2_lambda: float
+    batch_size: int
+    epochs: int
+    embedding_dim: int
+    output_activation: str
+    loss: str
+    zero_weight: float
+    one_weight_offset: float
+    patience_threshold: int
+
+
+@dataclass(frozen=True)
+class ReduceLRConfig:
+    enabled: bool
+    monitor: str
+    mode: str
+    factor: float
+    patience: int
+    min_delta: float
+    min_lr: float
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    monitor: str
+    mode: str
+    min_delta: float
+    checkpoint_template: str
+    reduce_lr: ReduceLRConfig
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    description: str
+    early_stop: bool
+    one_weight: float | str
+    epochs: int
+    monitor: str | None = None
+    mode: str | None = None
+    patience: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    general: GeneralConfig
+    data: DataConfig
+    test_parms: TestParmsConfig
+    hyperparameters: HyperparametersConfig
+    callbacks: CallbacksConfig
+    experiments: Mapping[str, ExperimentConfig]
+    source: str = field(default="<dict>", compare=False)
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """One experiment row resolved against the defaults: what a trainer runs."""
+
+    experiment: str
+    description: str
+    epochs: int
+    early_stop: bool
+    monitor: str
+    mode: str
+    patience: int
+    min_delta: float
+    one_weight: float | str  # a number, or "balanced" (resolved on the train split)
+    zero_weight: float
+
+
+# --------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------
+
+
+def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
+    """Return `value` converted to `annotation`, or raise ConfigError naming `key`."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, key, source)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if len(errors) == 1 else
+                          f"{source}: '{key}' = {value!r} matches none of {annotation}")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    elif annotation is dt.date:
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: '{key}' = {value!r} is not a date (YYYY-MM-DD)")
+    else:  # pragma: no cover - programming error, not user input
+        raise TypeError(f"unsupported annotation {annotation} for {key}")
+    kind = getattr(annotation, "__name__", str(annotation))
+    raise ConfigError(f"{source}: '{key}' = {value!r} should be of type {kind}")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str, preset: Mapping[str, Any] | None = None) -> Any:
+    """Build dataclass `cls` from mapping `raw`, rejecting unknown and missing keys.
+
+    `preset` holds fields already built by the caller (the experiment table).
+    """
+    preset = dict(preset or {})
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: '{prefix}' should be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(raw) - set(fields) - set(preset))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(_join(prefix, k) for k in unknown)}; "
+            f"valid keys under '{prefix or 'the top level'}': {', '.join(sorted(fields))}")
+    values = dict(preset)
+    for name, spec in fields.items():
+        if name in preset:
+            continue
+        key = _join(prefix, name)
+        if name not in raw:
+            if spec.default is not dataclasses.MISSING:
+                continue
+            raise ConfigError(f"{source}: missing key '{key}'")
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            values[name] = _build(annotation, raw[name], key, source)
+        else:
+            values[name] = _check_type(raw[name], annotation, key, source)
+    return cls(**values)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _validate(config: Config) -> None:
+    source = config.source
+    general, hyper, parms, callbacks = (config.general, config.hyperparameters,
+                                        config.test_parms, config.callbacks)
+    _require(general.batch_order in BATCH_ORDERS,
+             f"{source}: 'general.batch_order' = {general.batch_order!r}; valid: {', '.join(BATCH_ORDERS)}")
+    _require(general.seed >= 0, f"{source}: 'general.seed' must be >= 0, got {general.seed}")
+    for name in ("test_proportion", "valid_proportion"):
+        value = getattr(parms, name)
+        _require(0.0 < value < 1.0, f"{source}: 'test_parms.{name}' = {value} must be in (0, 1)")
+    _require(hyper.learning_rate > 0, f"{source}: 'hyperparameters.learning_rate' must be > 0")
+    _require(0.0 <= hyper.dropout_rate < 1.0, f"{source}: 'hyperparameters.dropout_rate' must be in [0, 1)")
+    _require(hyper.batch_size >= 1, f"{source}: 'hyperparameters.batch_size' must be >= 1")
+    _require(hyper.epochs >= 1, f"{source}: 'hyperparameters.epochs' must be >= 1")
+    _require(hyper.embedding_dim >= 1, f"{source}: 'hyperparameters.embedding_dim' must be >= 1")
+    _require(hyper.patience_threshold >= 0, f"{source}: 'hyperparameters.patience_threshold' must be >= 0")
+    _require(hyper.output_activation in OUTPUT_ACTIVATIONS,
+             f"{source}: 'hyperparameters.output_activation' = {hyper.output_activation!r}; "
+             f"valid: {', '.join(OUTPUT_ACTIVATIONS)}")
+    _require(hyper.loss == "binary_crossentropy",
+             f"{source}: 'hyperparameters.loss' = {hyper.loss!r}; only binary_crossentropy is implemented")
+    _require(hyper.zero_weight > 0, f"{source}: 'hyperparameters.zero_weight' must be > 0")
+    for prefix, monitor, mode in (("callbacks", callbacks.monitor, callbacks.mode),
+                                  ("callbacks.reduce_lr", callbacks.reduce_lr.monitor,
+                                   callbacks.reduce_lr.mode)):
+        _require(monitor in MONITORABLE_KEYS,
+                 f"{source}: '{prefix}.monitor' = {monitor!r}; valid: {', '.join(MONITORABLE_KEYS)}")
+        _require(mode in MODES, f"{source}: '{prefix}.mode' = {mode!r}; valid: min, max")
+    _require(callbacks.min_delta >= 0,
+             f"{source}: 'callbacks.min_delta' must be >= 0 (Keras takes abs(), Lightning turns a "
+             f"negative value into a tolerance: the two disagree, so it is refused)")
+    _require(0 < callbacks.reduce_lr.factor < 1, f"{source}: 'callbacks.reduce_lr.factor' must be in (0, 1)")
+    for placeholder in ("{epoch", "{monitor}", "{value"):
+        _require(placeholder in callbacks.checkpoint_template,
+                 f"{source}: 'callbacks.checkpoint_template' must contain {placeholder}...")
+    _require(bool(config.experiments), f"{source}: 'experiments' is empty")
+    for name, experiment in config.experiments.items():
+        key = f"experiments.{name}"
+        _require(experiment.epochs >= 1, f"{source}: '{key}.epochs' must be >= 1")
+        if isinstance(experiment.one_weight, str):
+            _require(experiment.one_weight == "balanced",
+                     f"{source}: '{key}.one_weight' = {experiment.one_weight!r}; a number or 'balanced'")
+        else:
+            _require(experiment.one_weight > 0, f"{source}: '{key}.one_weight' must be > 0")
+        if experiment.monitor is not None:
+            _require(experiment.monitor in MONITORABLE_KEYS,
+                     f"{source}: '{key}.monitor' = {experiment.monitor!r}; valid: {', '.join(MONITORABLE_KEYS)}")
+        if experiment.mode is not None:
+            _require(experiment.mode in MODES, f"{source}: '{key}.mode' = {experiment.mode!r}; valid: min, max")
+        if experiment.patience is not None:
+            _require(experiment.patience >= 0, f"{source}: '{key}.patience' must be >= 0")
+    _require(parms.current_experiment in config.experiments,
+             f"{source}: 'test_parms.current_experiment' = {parms.current_experiment!r}; "
+             f"valid: {', '.join(config.experiments)}")
+
+
+def config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """Build and validate a Config from an already-parsed mapping."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: the top level should be a mapping of sections")
+    experiments_raw = raw.get("experiments")
+    if not isinstance(experiments_raw, Mapping):
+        raise ConfigError(f"{source}: 'experiments' should be a mapping of experiment id -> settings")
+    experiments = {str(name): _build(ExperimentConfig, value, f"experiments.{name}", source)
+                   for name, value in experiments_raw.items()}
+    sections = {k: v for k, v in raw.items() if k != "experiments"}
+    config = _build(Config, sections, "", source,
+                    preset={"experiments": types.MappingProxyType(experiments), "source": source})
+    _validate(config)
+    return config
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a YAML configuration (default: configs/streetcar.yaml)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return config_from_dict(raw, source=str(path))
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain, YAML/JSON-serialisable form of `config` (dates as ISO strings)."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name))
+                    for f in dataclasses.fields(value) if f.name != "source"}
+        if isinstance(value, Mapping):
+            return {str(k): convert(v) for k, v in value.items()}
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return value
+
+    return convert(config)
+
+
+def override(config: Config, dotted_key: str, value: Any) -> Config:
+    """Return a copy of `config` with `section.key` set to `value`, re-validated."""
+    raw = config_to_dict(config)
+    node = raw
+    parts = dotted_key.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"cannot override unknown key '{dotted_key}'")
+        node = node[part]
+    if parts[-1] not in node:
+        raise ConfigError(f"cannot override unknown key '{dotted_key}'")
+    node[parts[-1]] = value
+    return config_from_dict(raw, source=f"{config.source} (override {dotted_key})")
+
+
+def resolve_experiment(config: Config, experiment: str | int | None = None) -> ExperimentSettings:
+    """The settings one trainer run uses: an experiment row over the defaults."""
+    name = str(experiment) if experiment is not None else config.test_parms.current_experiment
+    if name not in config.experiments:
+        raise ConfigError(f"unknown experiment {name!r}; valid: {', '.join(config.experiments)} "
+                          f"(defined under 'experiments' in {config.source})")
+    row = config.experiments[name]
+    return ExperimentSettings(
+        experiment=name,
+        description=row.description,
+        epochs=row.epochs,
+        early_stop=row.early_stop,
+        monitor=row.monitor or config.callbacks.monitor,
+        mode=row.mode or config.callbacks.mode,
+        patience=row.patience if row.patience is not None else config.hyperparameters.patience_threshold,
+        min_delta=config.callbacks.min_delta,
+        one_weight=row.one_weight,
+        zero_weight=config.hyperparameters.zero_weight,
+    )
