@@ -239,6 +239,9 @@ def _validate(config: Config) -> None:
     for name in ("test_proportion", "valid_proportion"):
         value = getattr(parms, name)
         _require(0.0 < value < 1.0, f"{source}: 'test_parms.{name}' = {value} must be in (0, 1)")
+    _require(parms.test_proportion + parms.valid_proportion < 1.0,
+             f"{source}: 'test_parms.test_proportion' + 'test_parms.valid_proportion' must be < 1 "
+             f"(both are shares of all rows; train gets the rest)")
     _require(hyper.learning_rate > 0, f"{source}: 'hyperparameters.learning_rate' must be > 0")
     _require(0.0 <= hyper.dropout_rate < 1.0, f"{source}: 'hyperparameters.dropout_rate' must be in [0, 1)")
     _require(hyper.batch_size >= 1, f"{source}: 'hyperparameters.batch_size' must be >= 1")

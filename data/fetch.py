@@ -1,0 +1,239 @@
+"""Download the yearly TTC Streetcar Delay workbooks from the City of Toronto Open Data portal.
+
+    python -m data.fetch                       # 2014-2019 into data/raw/, skipping files already there
+    python -m data.fetch --dest DIR --force    # re-download everything
+    python -m data.fetch --years 2014-2019     # a year or an inclusive range
+
+The portal is a CKAN site: `package_show?id=ttc-streetcar-delay-data` lists
+the package's resources (one workbook per year, plus newer years and a
+readme).  We keep the XLSX resources whose name or file name carries a year in
+the requested range (the latest-modified one if a year appears twice), download
+each to a hidden temp file beside its destination, check that it opens as a
+workbook with the columns data.load needs, and only then rename it into place:
+an interrupted or bad download never leaves a file that `data.prepare` would
+read.  The data is published under the Open Government Licence - Toronto.
+
+Offline (or with the portal down) the command fails with one line on stderr
+and exit code 1; bad arguments or a payload that lists no workbook give exit
+code 2.  The project's tests run offline, so they exercise this module against
+a local HTTP server and a bogus address, never the real portal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from data.load import read_workbook_columns
+from data.paths import DEFAULT_RAW_DIR
+
+DEFAULT_PORTAL = "https://ckan0.cf.opendata.inter.prod-toronto.ca"
+PACKAGE_ID = "ttc-streetcar-delay-data"
+CATALOGUE_PAGE = "https://open.toronto.ca/dataset/ttc-streetcar-delay-data/"
+DEFAULT_YEARS = tuple(range(2014, 2020))  # the six workbooks SPEC §2 describes
+WORKBOOK_FORMATS = ("xlsx", "xls")
+TIMEOUT_SECONDS = 60
+_YEAR_PATTERN = re.compile(r"(?<!\d)(20\d\d)(?!\d)")
+_SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.xlsx?$")
+
+
+class PortalUnreachable(Exception):
+    """The portal (or a download) could not be reached: offline, DNS, refused, timeout, HTTP error."""
+
+
+def package_show_url(portal: str, package_id: str = PACKAGE_ID) -> str:
+    return f"{portal.rstrip('/')}/api/3/action/package_show?{urllib.parse.urlencode({'id': package_id})}"
+
+
+def open_url(url: str, timeout: float):
+    """urlopen with every network failure turned into PortalUnreachable naming the URL."""
+    request = urllib.request.Request(url, headers={"User-Agent": "streetcar-delay-port data.fetch"})
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        raise PortalUnreachable(f"{url} answered HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        raise PortalUnreachable(f"cannot reach {url} ({error.reason})") from None
+    except (socket.timeout, TimeoutError, ConnectionError) as error:
+        raise PortalUnreachable(f"cannot reach {url} ({type(error).__name__}: {error})") from None
+
+
+def fetch_package(portal: str, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any]:
+    """The CKAN package description (the `result` of package_show)."""
+    url = package_show_url(portal)
+    try:
+        with open_url(url, timeout) as response:
+            payload = json.loads(response.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{url} did not return CKAN JSON ({error})") from None
+    except OSError as error:  # a connection reset while reading the body
+        raise PortalUnreachable(f"cannot read {url} ({error})") from None
+    if not isinstance(payload, dict) or not payload.get("success") or not isinstance(payload.get("result"), dict):
+        raise ValueError(f"{url} did not return a successful CKAN package_show answer")
+    return payload["result"]
+
+
+def resource_year(resource: Mapping[str, Any]) -> int | None:
+    """The year a resource covers, read from its name, else from its file name."""
+    for text in (str(resource.get("name") or ""), resource_file_name_from_url(resource)):
+        match = _YEAR_PATTERN.search(text)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def resource_file_name_from_url(resource: Mapping[str, Any]) -> str:
+    return Path(urllib.parse.urlparse(str(resource.get("url") or "")).path).name
+
+
+def is_workbook_resource(resource: Mapping[str, Any]) -> bool:
+    format_text = str(resource.get("format") or "").strip().lower().lstrip(".")
+    return format_text in WORKBOOK_FORMATS or resource_file_name_from_url(resource).lower().endswith(
+        tuple("." + suffix for suffix in WORKBOOK_FORMATS))
+
+
+def target_file_name(resource: Mapping[str, Any], year: int) -> str:
+    """The portal's own file name when it is a plain one, else ttc-streetcar-delay-data-<year>.xlsx."""
+    name = urllib.parse.unquote(resource_file_name_from_url(resource))
+    return name if _SAFE_FILE_NAME.match(name) else f"{PACKAGE_ID}-{year}.xlsx"
+
+
+def select_workbook_resources(package: Mapping[str, Any], years: Iterable[int]) -> list[dict[str, Any]]:
+    """[{'year', 'name', 'url', 'file_name'}] for each wanted year, sorted by year.
+
+    Only XLSX/XLS resources with a year in `years` count; when a year has
+    several, the one modified last wins.  ValueError if a wanted year has none.
+    """
+    wanted = sorted(set(years))
+    chosen: dict[int, Mapping[str, Any]] = {}
+    resources = package.get("resources")
+    if not isinstance(resources, list):
+        raise ValueError("the CKAN package lists no resources")
+    for resource in resources:
+        if not isinstance(resource, Mapping) or not resource.get("url") or not is_workbook_resource(resource):
+            continue
+        year = resource_year(resource)
+        if year not in wanted:
+            continue
+        previous = chosen.get(year)
+        if previous is None or str(resource.get("last_modified") or "") > str(previous.get("last_modified") or ""):
+            chosen[year] = resource
+    missing = [year for year in wanted if year not in chosen]
+    if missing:
+        listed = ", ".join(str(resource.get("name")) for resource in resources if isinstance(resource, Mapping))
+        raise ValueError(f"the package {PACKAGE_ID!r} has no workbook for {', '.join(map(str, missing))}; "
+                         f"it lists: {listed or 'nothing'}")
+    return [{"year": year, "name": str(chosen[year].get("name")), "url": str(chosen[year]["url"]),
+             "file_name": target_file_name(chosen[year], year)} for year in wanted]
+
+
+def verify_workbook(path: Path) -> int:
+    """Number of sheets with records; ValueError naming the file if it is no usable TTC workbook."""
+    return len(read_workbook_columns(path))
+
+
+def download_workbook(url: str, destination: Path, timeout: float = TIMEOUT_SECONDS) -> int:
+    """Download to a hidden temp file, verify it, rename into place; returns the size in bytes."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
+                                         suffix=f".download{destination.suffix}")
+    temp_path = Path(temp_name)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            try:
+                with open_url(url, timeout) as response:
+                    shutil.copyfileobj(response, stream)
+            except OSError as error:  # reset mid-body
+                raise PortalUnreachable(f"download of {url} failed ({error})") from None
+        # The temp name keeps the .xlsx suffix (readers pick the format by it) and starts
+        # with '.', which data.paths never reads: a leftover temp file is ignored.
+        try:
+            verify_workbook(temp_path)
+        except ValueError as error:
+            raise ValueError(f"{url} is not a usable workbook: {error}") from None
+        os.chmod(temp_path, 0o644)
+        os.replace(temp_path, destination)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+    return destination.stat().st_size
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def fetch_workbooks(dest: Path = DEFAULT_RAW_DIR, *, years: Iterable[int] = DEFAULT_YEARS, force: bool = False,
+                    portal: str = DEFAULT_PORTAL, timeout: float = TIMEOUT_SECONDS,
+                    log=None) -> list[Path]:
+    """Download the workbooks of `years` into `dest`; existing files are kept unless force."""
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    package = fetch_package(portal, timeout)
+    selected = select_workbook_resources(package, years)
+    paths = []
+    for resource in selected:
+        destination = Path(dest) / resource["file_name"]
+        if destination.exists() and not force:
+            log(f"kept     {destination} (exists; --force to download again)")
+        else:
+            size = download_workbook(resource["url"], destination, timeout)
+            log(f"fetched  {destination} ({size:,} bytes, sha256 {sha256_of(destination)})")
+        paths.append(destination)
+    return paths
+
+
+def parse_years(text: str) -> tuple[int, ...]:
+    """'2014-2019' or '2017' or '2014,2016' -> years; argparse type."""
+    years: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d{4})\s*(?:-\s*(\d{4})\s*)?", part)
+        if not match:
+            raise argparse.ArgumentTypeError(f"{text!r}: use a year (2017), a range (2014-2019) or a list (2014,2016)")
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if first > last:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: the range runs backwards")
+        years.extend(range(first, last + 1))
+    return tuple(sorted(set(years)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: 0 ok, 1 portal unreachable / file system error, 2 bad input or payload."""
+    parser = argparse.ArgumentParser(prog="python -m data.fetch", description=__doc__.splitlines()[0])
+    parser.add_argument("--dest", default=str(DEFAULT_RAW_DIR), help="folder to download into (default data/raw/)")
+    parser.add_argument("--force", action="store_true", help="download again even if a file exists")
+    parser.add_argument("--years", type=parse_years, default=DEFAULT_YEARS, help="e.g. 2014-2019 (default)")
+    parser.add_argument("--portal", default=DEFAULT_PORTAL, help="CKAN base URL of the portal")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS, help="seconds per request")
+    arguments = parser.parse_args(argv)
+    try:
+        paths = fetch_workbooks(Path(arguments.dest), years=arguments.years, force=arguments.force,
+                                portal=arguments.portal, timeout=arguments.timeout)
+    except PortalUnreachable as error:
+        print(f"error: {error}; are you offline? Download the workbooks by hand from {CATALOGUE_PAGE} "
+              f"into {arguments.dest}, or set STREETCAR_RAW_DIR to a folder that holds them", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"error: {' '.join(str(error).splitlines())}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(paths)} workbook(s) in {arguments.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

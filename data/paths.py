@@ -1,0 +1,65 @@
+"""Where the raw TTC workbooks and the prepared cache live.
+
+The raw folder is chosen in this order, and the first one named wins (a named
+folder that does not exist is an error, never a silent fall-through):
+
+    1. an explicit `raw_dir` argument (the `--raw-dir` flag, or `data.raw_dir` in the config)
+    2. the environment variable STREETCAR_RAW_DIR
+    3. <project>/data/raw/          (where `python -m data.fetch` downloads to)
+
+    from data.paths import find_raw_files
+    files = find_raw_files()          # sorted list of .xlsx paths, or ValueError saying what was looked for
+
+The prepared cache defaults to <project>/data/processed/.  Both folders are in
+.gitignore: the workbooks and anything derived from them never enter git.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RAW_DIR = PROJECT_ROOT / "data" / "raw"
+DEFAULT_CACHE_DIR = PROJECT_ROOT / "data" / "processed"
+RAW_DIR_ENVIRONMENT_VARIABLE = "STREETCAR_RAW_DIR"
+# calamine reads both; the portal publishes .xlsx.
+WORKBOOK_SUFFIXES = (".xlsx", ".xls")
+
+
+def resolve_raw_dir(raw_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """(folder, where the choice came from) following the precedence above."""
+    if raw_dir is not None and str(raw_dir) != "":
+        return Path(raw_dir).expanduser(), "the raw_dir argument (--raw-dir / data.raw_dir)"
+    from_environment = os.environ.get(RAW_DIR_ENVIRONMENT_VARIABLE, "")
+    if from_environment:
+        return Path(from_environment).expanduser(), f"${RAW_DIR_ENVIRONMENT_VARIABLE}"
+    return DEFAULT_RAW_DIR, "the default data/raw/"
+
+
+def is_workbook_name(path: Path) -> bool:
+    """A workbook we should read: right suffix, not an Excel lock file (~$...) or a hidden temp file."""
+    return (path.suffix.lower() in WORKBOOK_SUFFIXES
+            and not path.name.startswith(("~$", ".")))
+
+
+def list_workbooks(folder: Path) -> list[Path]:
+    """The workbooks directly inside `folder`, sorted by name (so by year for the portal's names)."""
+    return sorted(path for path in folder.iterdir() if path.is_file() and is_workbook_name(path))
+
+
+def find_raw_files(raw_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The raw workbooks to read; ValueError naming the folder, its source and the fix if there are none."""
+    folder, source = resolve_raw_dir(raw_dir)
+    looked_for = (f"looked for {' / '.join('*' + suffix for suffix in WORKBOOK_SUFFIXES)} in {folder} "
+                  f"(chosen by {source}; precedence: --raw-dir > ${RAW_DIR_ENVIRONMENT_VARIABLE} > "
+                  f"{DEFAULT_RAW_DIR})")
+    hint = "run `python -m data.fetch` or point --raw-dir / $STREETCAR_RAW_DIR at the TTC workbooks"
+    if not folder.exists():
+        raise ValueError(f"raw data folder not found: {looked_for}; {hint}")
+    if not folder.is_dir():
+        raise ValueError(f"raw data path is not a folder: {looked_for}; {hint}")
+    workbooks = list_workbooks(folder)
+    if not workbooks:
+        raise ValueError(f"no raw workbooks found: {looked_for}; {hint}")
+    return workbooks

@@ -1,0 +1,68 @@
+"""Raw folder discovery: argument > $STREETCAR_RAW_DIR > data/raw/, and clear errors."""
+
+from pathlib import Path
+
+import pytest
+
+from data import paths
+from data.paths import find_raw_files, resolve_raw_dir
+
+
+def test_explicit_argument_beats_environment(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.setenv("STREETCAR_RAW_DIR", str(tmp_path / "b"))
+    assert resolve_raw_dir(tmp_path / "a")[0] == tmp_path / "a"
+    assert resolve_raw_dir(None)[0] == tmp_path / "b"
+
+
+def test_default_is_project_data_raw(monkeypatch):
+    monkeypatch.delenv("STREETCAR_RAW_DIR", raising=False)
+    folder, source = resolve_raw_dir(None)
+    assert folder == Path(paths.__file__).resolve().parents[1] / "data" / "raw"
+    assert "default" in source
+
+
+def test_lists_only_workbooks_sorted(tmp_path):
+    for name in ("b-2015.xlsx", "a-2014.xlsx", "~$a-2014.xlsx", ".a-2014.xlsx.x.tmp.xlsx", "notes.txt", "old.xls"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [path.name for path in find_raw_files(tmp_path)] == ["a-2014.xlsx", "b-2015.xlsx", "old.xls"]
+
+
+def test_missing_folder_names_what_was_looked_for(tmp_path):
+    with pytest.raises(ValueError) as error:
+        find_raw_files(tmp_path / "nowhere")
+    message = str(error.value)
+    assert "not found" in message and str(tmp_path / "nowhere") in message
+    assert "STREETCAR_RAW_DIR" in message and "*.xlsx" in message and "data.fetch" in message
+
+
+def test_empty_folder_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREETCAR_RAW_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match=r"no raw workbooks found: looked for \*\.xlsx"):
+        find_raw_files()
+
+
+def test_a_file_instead_of_a_folder_is_an_error(tmp_path):
+    (tmp_path / "file.xlsx").write_bytes(b"x")
+    with pytest.raises(ValueError, match="not a folder"):
+        find_raw_files(tmp_path / "file.xlsx")
+
+
+def test_real_data_guard_skips_or_fails(tmp_path, monkeypatch):
+    """conftest.require_real_data: SKIP without the workbooks, FAIL with REQUIRE_REAL_DATA=1."""
+    import conftest
+
+    monkeypatch.setenv("STREETCAR_RAW_DIR", str(tmp_path))
+    monkeypatch.delenv("REQUIRE_REAL_DATA", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="holds no .xlsx workbooks"):
+        conftest.require_real_data()
+    monkeypatch.setenv("REQUIRE_REAL_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="required"):
+        conftest.require_real_data()
+    (tmp_path / "ttc-2014.xlsx").write_bytes(b"x")
+    assert conftest.require_real_data() == tmp_path
+    monkeypatch.setenv("STREETCAR_RAW_DIR", "")
+    monkeypatch.setattr(conftest, "SHARED_RAW_DIR", tmp_path / "absent")
+    with pytest.raises(pytest.fail.Exception, match="is unset"):
+        conftest.require_real_data()
