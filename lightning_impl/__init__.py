@@ -1,0 +1,11 @@
+"""The streetcar-delay classifier in PyTorch Lightning (the port of the book's Keras model).
+
+    python -m lightning_impl.train --experiment 0 --json        # train, test, write a run directory
+    python -m lightning_impl.score --checkpoint RUN/checkpoints/last.ckpt \
+        --route 501 --direction e --date 2019-06-21 --hour 18   # score one trip
+
+Modules: model (the nn.Module and its Keras-layout weights), losses (Keras's
+binary cross-entropy and epoch metrics), system (the LightningModule),
+datamodule (batches cut from in-memory tensors), train, score.  Importing this
+package is light: torch and Lightning load only with the modules that need them.
+"""
