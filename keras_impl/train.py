@@ -1,0 +1,292 @@
+"""Train, checkpoint and test the streetcar model with Keras 3: one experiment of chapter 6.
+
+    python -m keras_impl.train --experiment 0                  # 1-epoch smoke run
+    python -m keras_impl.train --experiment 5 --json | jq .test
+    python -m keras_impl.train --experiment 4 --sample-rows 200000 --epochs 5 --patience 2
+
+The same flags as `python -m lightning_impl.train` (configs/cli.py); every
+flag overrides one key of configs/streetcar.yaml.  A run:
+
+1. loads the prepared dataset (data.load_prepared; --sample-rows takes a
+   seeded subset that keeps each row in its split);
+2. seeds Python, NumPy, TensorFlow and Keras and makes TensorFlow's ops
+   deterministic when general.repeatable_run (the book's repeatable_run), so
+   two runs with one seed give identical histories and weights on CPU;
+3. builds and compiles the model (keras_impl.model), with class_weight
+   {0: zero_weight, 1: one_weight}, one_weight "balanced" =
+   count_no_delay / count_delay + one_weight_offset on the train split;
+4. fits with the shared batch order (keras_impl.data) and the chapter's
+   callbacks (keras_impl.callbacks): EarlyStopping + ModelCheckpoint when the
+   experiment stops early, TensorBoard, a CSV log, ReduceLROnPlateau if enabled;
+5. saves the model.  With early stopping the best checkpoint is the
+   ModelCheckpoint file.  Without it the model is saved explicitly as in the
+   book's §6.10, in Keras 3's formats:
+
+       book (Keras 2.2.4)                         here (Keras 3)
+       open(...json).write(model.to_json())       model_architecture.json  (same call)
+       model.save_weights("...h5")                model.save_weights("model.weights.h5")
+                                                  (Keras 3 insists on the .weights.h5 suffix)
+       model.save("...h5")  (HDF5, arch+weights)  model.save("model.keras")  (zip: config JSON +
+                                                  weights + optimizer state; Keras 3 keeps .h5
+                                                  saving only as a deprecated legacy path)
+
+   vocabulary.json (the encoding) is written beside the model in every run;
+6. reloads the kept model from disk (keras.models.load_model), predicts the
+   test split and writes history.csv, curves.png, confusion_matrix.png and
+   result.json (experiment.artifacts) into a fresh run directory.
+
+--json prints the result object (experiment.artifacts.RESULT_KEYS) on stdout;
+Keras's own verbose=2 epoch lines and every other progress line go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from configs.cli import RunRequest, add_common_arguments, resolve_run_request
+from data.dataset import PreparedDataset
+from experiment.artifacts import RESULT_KEYS, create_run_dir, summarize_test, write_run_artifacts
+from experiment.console import emit_json, run_main, say
+
+FRAMEWORK = "keras"
+VOCABULARY_FILE = "vocabulary.json"
+ARCHITECTURE_FILE = "model_architecture.json"
+WEIGHTS_FILE = "model.weights.h5"
+FINAL_MODEL_FILE = "model.keras"
+PREDICTION_BATCH_ROWS = 131072
+
+EPILOG = """\
+examples:
+  python -m keras_impl.train --experiment 0                 1-epoch smoke run on the full data
+  python -m keras_impl.train --experiment 5 --json          early stop on val_accuracy; JSON result on stdout
+  python -m keras_impl.train --experiment 3 --sample-rows 100000 --epochs 3
+                                                            quick class-weighted run on a seeded subset
+  python -m keras_impl.train --experiment 9 --seed 7 --out-dir /tmp/runs
+
+Each run writes runs/keras-exp<ID>-<timestamp>/: the model (best-epoch*.keras
+checkpoints with early stopping, else model.keras + model_architecture.json +
+model.weights.h5), vocabulary.json, history.csv, training_log.csv, curves.png,
+confusion_matrix.png, result.json and tensorboard/.  Score one trip with
+  python -m keras_impl.score --model runs/<run>/model.keras --route 501 --direction e --date 2019-06-21 --hour 18
+"""
+
+
+# --------------------------------------------------------------------------
+# Steps of a run
+# --------------------------------------------------------------------------
+
+
+def load_run_dataset(request: RunRequest) -> PreparedDataset:
+    """The prepared dataset, sampled to --sample-rows rows when asked."""
+    from data import load_prepared
+
+    dataset = load_prepared(request.config, raw_dir=request.raw_dir)
+    if request.sample_rows is not None:
+        dataset = dataset.sample(request.sample_rows, request.config.general.seed)
+    return dataset
+
+
+def resolve_class_weight(request: RunRequest, dataset: PreparedDataset) -> dict[int, float]:
+    """{0: zero_weight, 1: one_weight}; "balanced" is computed on the train split."""
+    settings = request.settings
+    if settings.one_weight == "balanced":
+        one_weight = dataset.one_weight(request.config.hyperparameters.one_weight_offset, split="train")
+    else:
+        one_weight = float(settings.one_weight)
+    return {0: float(settings.zero_weight), 1: float(one_weight)}
+
+
+def build_compiled_model(request: RunRequest, dataset: PreparedDataset):
+    from keras_impl.model import build_model, compile_model
+
+    hyper = request.config.hyperparameters
+    model = build_model(dataset.vocab_sizes, embedding_dim=hyper.embedding_dim,
+                        dropout_rate=hyper.dropout_rate, output_activation=hyper.output_activation)
+    return compile_model(model, hyper.learning_rate)
+
+
+def save_final_model(model, run_dir: Path) -> Path:
+    """The book's §6.10 explicit save (see the module docstring for the Keras 2 -> 3 mapping)."""
+    from data.vocab import write_text_atomic
+
+    write_text_atomic(run_dir / ARCHITECTURE_FILE, model.to_json())
+    model.save_weights(str(run_dir / WEIGHTS_FILE))
+    model.save(str(run_dir / FINAL_MODEL_FILE))
+    return run_dir / FINAL_MODEL_FILE
+
+
+def locate_best_checkpoint(request: RunRequest, history: Mapping[str, Sequence[float]],
+                           run_dir: Path) -> tuple[int, float, Path]:
+    """(best_epoch, best_value, checkpoint path), decided as Keras decides and checked on disk."""
+    from keras_impl.callbacks import checkpoint_file_template, format_checkpoint_name, keras_best_epoch
+
+    settings = request.settings
+    if settings.monitor not in history:
+        raise RuntimeError(f"monitor {settings.monitor!r} is not in the history keys {sorted(history)}")
+    values = [float(value) for value in history[settings.monitor]]
+    best_epoch = keras_best_epoch(values, settings.mode)
+    template = checkpoint_file_template(request.config.callbacks.checkpoint_template, settings.monitor)
+    expected = run_dir / format_checkpoint_name(template, best_epoch, settings.monitor, values[best_epoch])
+    if not expected.is_file():
+        saved = sorted(path.name for path in run_dir.glob(f"*{Path(template).suffix}"))
+        raise RuntimeError(f"Keras's best epoch by the history is {best_epoch} (1-based {best_epoch + 1}), "
+                           f"but {expected.name} is not in {run_dir}; checkpoints there: {saved}")
+    return best_epoch, values[best_epoch], expected
+
+
+def predict_probabilities(model, inputs: Mapping[str, np.ndarray],
+                          batch_rows: int = PREDICTION_BATCH_ROWS) -> np.ndarray:
+    """p(delay) for every row, (n,) float32, in large batches through the compiled predict step."""
+    n_rows = len(next(iter(inputs.values())))
+    chunks = []
+    for start in range(0, n_rows, batch_rows):
+        chunk = {column: values[start:start + batch_rows] for column, values in inputs.items()}
+        chunks.append(np.asarray(model.predict_on_batch(chunk)).reshape(-1))
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def plain_history(history: Mapping[str, Sequence[Any]]) -> dict[str, list[float]]:
+    return {key: [float(value) for value in values] for key, values in history.items()}
+
+
+# --------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------
+
+
+def train(request: RunRequest, *, dataset: PreparedDataset | None = None,
+          device: str | None = None, progress: Callable[[str], None] = say) -> dict[str, Any]:
+    """Run one experiment end to end; return the result object (RESULT_KEYS).
+
+    `dataset` skips loading (tests pass a synthetic or pre-loaded one; it is
+    still sampled when request.sample_rows is set).  Keras prints its
+    verbose=2 epoch lines and callback messages on stdout, which belongs to
+    --json, so the whole run writes to stderr and TensorFlow's native log
+    lines are dropped (keras_impl.runtime.native_logs_silenced).
+    """
+    started = time.perf_counter()
+    from keras_impl.runtime import native_logs_silenced, start_tensorflow
+
+    device = device or start_tensorflow()
+    with native_logs_silenced():
+        return run_experiment(request, dataset=dataset, device=device, progress=progress, started=started)
+
+
+def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, device: str,
+                   progress: Callable[[str], None], started: float) -> dict[str, Any]:
+    """train()'s body: see train() and the module docstring."""
+    import keras
+
+    from keras_impl.callbacks import build_keras_callbacks
+    from keras_impl.data import build_fit_arguments, split_inputs
+    from keras_impl.model import parameter_counts
+    from keras_impl.runtime import make_repeatable
+
+    config, settings = request.config, request.settings
+    hyper, seed = config.hyperparameters, config.general.seed
+    if dataset is None:
+        dataset = load_run_dataset(request)
+    elif request.sample_rows is not None:
+        dataset = dataset.sample(request.sample_rows, seed)
+    if config.general.repeatable_run:
+        make_repeatable(seed)
+
+    class_weight = resolve_class_weight(request, dataset)
+    run_dir = create_run_dir(config.general.out_dir, FRAMEWORK, settings.experiment)
+    dataset.vocabularies.save(run_dir / VOCABULARY_FILE)
+    sizes = {split: int(len(rows)) for split, rows in dataset.splits.items()}
+    progress(f"keras experiment {settings.experiment} ({settings.description}): {settings.epochs} epoch(s), "
+             f"rows {sizes}, class_weight {class_weight}, batch order {config.general.batch_order}, "
+             f"device {device}, run dir {run_dir}")
+
+    model = build_compiled_model(request, dataset)
+    fit_arguments = build_fit_arguments(
+        dataset, batch_size=hyper.batch_size, seed=seed, epochs=settings.epochs,
+        class_weight=class_weight, batch_order=config.general.batch_order)
+    callbacks = build_keras_callbacks(settings, config.callbacks, run_dir)
+    fit_history = model.fit(**fit_arguments, callbacks=callbacks, verbose=2)
+    history = plain_history(fit_history.history)
+    epochs_run = len(next(iter(history.values()), []))
+
+    if settings.early_stop:
+        best_epoch, best_value, kept_model_path = locate_best_checkpoint(request, history, run_dir)
+        monitor = settings.monitor
+        progress(f"best epoch {best_epoch + 1} (0-based {best_epoch}): {monitor} = {best_value:.6f}; "
+                 f"testing {kept_model_path.name}")
+    else:
+        best_epoch, best_value, monitor = None, None, None
+        kept_model_path = save_final_model(model, run_dir)
+
+    test_inputs, test_target = split_inputs(dataset, "test")
+    kept_model = keras.models.load_model(str(kept_model_path))
+    test = summarize_test(test_target, predict_probabilities(kept_model, test_inputs))
+
+    result = {
+        "framework": FRAMEWORK,
+        "experiment": settings.experiment,
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "best_value": best_value,
+        "monitor": monitor,
+        "history": history,
+        "test": test,
+        "params": parameter_counts(model),
+        "best_checkpoint": str(kept_model_path) if settings.early_stop else None,
+        "run_dir": str(run_dir),
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": device,
+    }
+    missing = [key for key in RESULT_KEYS if key not in result]
+    if missing:  # pragma: no cover - guards the shared contract
+        raise RuntimeError(f"result lacks {missing}")
+    write_run_artifacts(run_dir, result)
+    return result
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_impl.train",
+        description="Train the streetcar-delay model with Keras 3 (one experiment of the book's chapter 6), "
+                    "test the kept model and write a run directory.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return add_common_arguments(parser)
+
+
+def describe_result(result: Mapping[str, Any]) -> str:
+    test = result["test"]
+    lines = [f"experiment {result['experiment']}: {result['epochs_run']} epoch(s) in {result['seconds']:.1f} s "
+             f"on {result['device']}"]
+    if result["best_epoch"] is not None:
+        lines.append(f"kept epoch {result['best_epoch'] + 1} ({result['monitor']} = {result['best_value']:.5f}): "
+                     f"{result['best_checkpoint']}")
+    if "val_accuracy" in result["history"]:
+        lines.append(f"terminal val_accuracy {result['history']['val_accuracy'][-1]:.5f}")
+    lines.append(f"test: accuracy {test['accuracy']:.5f}, recall {test['recall']:.5f}, "
+                 f"false negatives {test['false_negatives']}, confusion matrix {test['confusion_matrix']}")
+    lines.append(f"run dir: {result['run_dir']}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_argument_parser().parse_args(argv)
+    request = resolve_run_request(args)
+    result = train(request)
+    if request.json:
+        emit_json({key: result[key] for key in RESULT_KEYS})
+    else:
+        print(describe_result(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))
