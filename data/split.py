@@ -43,12 +43,14 @@ def split_sizes(n_rows: int, test_proportion: float, valid_proportion: float) ->
 
 def split_indices(n_rows: int, test_proportion: float, valid_proportion: float, seed: int) -> dict[str, np.ndarray]:
     """{'train', 'valid', 'test'} -> sorted int64 indices into 0..n_rows-1 (disjoint, together all rows)."""
+    # [docs:split-indices]
     sizes = split_sizes(n_rows, test_proportion, valid_proportion)
     order = np.random.default_rng(seed).permutation(n_rows).astype(np.int64)
     test = order[:sizes["test"]]
     valid = order[sizes["test"]:sizes["test"] + sizes["valid"]]
     train = order[sizes["test"] + sizes["valid"]:]
     return {name: np.sort(rows) for name, rows in zip(SPLITS, (train, valid, test))}
+    # [/docs:split-indices]
 
 
 def split_labels(n_rows: int, splits: dict[str, np.ndarray]) -> np.ndarray:

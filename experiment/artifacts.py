@@ -28,7 +28,10 @@ import numpy as np
 
 # Keys of the --json result object, shared by both trainers (issue 3 / issue 4).
 RESULT_KEYS = ("framework", "experiment", "epochs_run", "best_epoch", "best_value", "monitor",
-               "history", "test", "params", "best_checkpoint", "run_dir", "seconds", "device")
+               "history", "test", "params", "best_checkpoint", "run_dir", "seconds", "device",
+               # Why training ended: "completed: ...", "stopped: early stopping at epoch N ...",
+               # "stopped: non-finite loss (nan) at epoch N ..." (experiment.reliability).
+               "stop_reason")
 
 
 def create_run_dir(out_dir: str | Path, framework: str, experiment: str) -> Path:
@@ -120,10 +123,12 @@ def summarize_test(y_true: np.ndarray, probabilities: np.ndarray, threshold: flo
     """
     from sklearn.metrics import confusion_matrix
 
+    # [docs:confusion-matrix]
     y_true = np.asarray(y_true).reshape(-1).astype(np.int64)
     predicted = (np.asarray(probabilities).reshape(-1) > threshold).astype(np.int64)
     matrix = confusion_matrix(y_true, predicted, labels=[0, 1])
     (tn, fp), (fn, tp) = matrix.tolist()
+    # [/docs:confusion-matrix]
     total = tn + fp + fn + tp
     return {
         "rows": int(total),

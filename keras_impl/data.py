@@ -78,6 +78,7 @@ def split_inputs(dataset: PreparedDataset, split: str) -> tuple[dict[str, np.nda
     return named_inputs(features), np.asarray(target, dtype=np.float32)
 
 
+# [docs:keras-sample-weights]
 def class_sample_weights(target: np.ndarray, class_weight: Mapping[int, float]) -> np.ndarray:
     """Per-row float32 weights: class_weight[target] (Keras's class_weight -> sample_weight)."""
     target = np.asarray(target).reshape(-1)
@@ -89,6 +90,7 @@ def class_sample_weights(target: np.ndarray, class_weight: Mapping[int, float]) 
     for label, weight in class_weight.items():
         lookup[int(label)] = float(weight)
     return lookup[target.astype(np.int64)]
+# [/docs:keras-sample-weights]
 
 
 def batches_per_epoch(n_rows: int, batch_size: int) -> int:
@@ -146,16 +148,20 @@ def build_fit_arguments(dataset: PreparedDataset, *, batch_size: int, seed: int,
     validation_inputs, validation_target = split_inputs(dataset, "valid")
     if validation_target.shape[0] == 0:
         raise ValueError("the validation split is empty; use more --sample-rows")
+    # [docs:keras-validation-data]
     common = {
         "epochs": int(epochs),
         "initial_epoch": int(first_epoch),
         "validation_data": (validation_inputs, validation_target),
         "validation_batch_size": int(batch_size),
     }
+    # [/docs:keras-validation-data]
+    # [docs:keras-class-weight-fit]
     if batch_order == "framework":
         return {**common, "x": named_inputs(train_features), "y": np.asarray(train_target, dtype=np.float32),
                 "batch_size": int(batch_size), "shuffle": True,
                 "class_weight": {int(k): float(v) for k, v in class_weight.items()}}
+    # [/docs:keras-class-weight-fit]
     stream = build_shared_order_stream(
         train_features, train_target, class_sample_weights(train_target, class_weight),
         batch_size=int(batch_size), seed=int(seed), epochs=int(epochs), first_epoch=int(first_epoch))

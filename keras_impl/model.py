@@ -43,17 +43,20 @@ import numpy as np
 from data.dataset import COLUMNS
 from experiment.weights import BATCHNORM_FIELDS, check_weights
 
+# [docs:keras-batchnorm]
 # The Keras 3 BatchNormalization defaults, written out because the torch side
 # must use different numbers for the same behaviour: Keras momentum 0.99 means
 # moving = 0.99 * moving + 0.01 * batch, which is torch momentum 0.01; Keras
 # epsilon is 1e-3, torch's default is 1e-5.
 BATCHNORM_MOMENTUM = 0.99
 BATCHNORM_EPSILON = 1e-3
+# [/docs:keras-batchnorm]
 
 OUTPUT_LAYER_NAME = "output"
 REGISTERED_PACKAGE = "streetcar"
 
 
+# [docs:keras-hard-sigmoid-keras2]
 @keras.saving.register_keras_serializable(package=REGISTERED_PACKAGE, name="hard_sigmoid_keras2")
 def hard_sigmoid_keras2(x):
     """Keras 2's hard sigmoid: clip(0.2 * x + 0.5, 0, 1) (reaches 0 at x = -2.5, 1 at x = 2.5).
@@ -62,6 +65,7 @@ def hard_sigmoid_keras2(x):
     (reaches 0 at x = -3, 1 at x = 3).
     """
     return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
+# [/docs:keras-hard-sigmoid-keras2]
 
 
 OUTPUT_ACTIVATIONS = {
@@ -78,6 +82,7 @@ def resolve_output_activation(name: str):
     return OUTPUT_ACTIVATIONS[name]
 
 
+# [docs:keras-column-branch]
 def build_column_branch(column: str, vocab_size: int, embedding_dim: int, dropout_rate: float):
     """One column's Input and its Embedding -> BatchNorm -> Flatten -> Dropout output."""
     column_input = keras.Input(shape=(1,), name=column, dtype="int32")
@@ -87,6 +92,7 @@ def build_column_branch(column: str, vocab_size: int, embedding_dim: int, dropou
     flattened = keras.layers.Flatten(name=f"flatten_{column}")(normalised)
     dropped = keras.layers.Dropout(dropout_rate, name=f"dropout_{column}")(flattened)
     return column_input, dropped
+# [/docs:keras-column-branch]
 
 
 def build_model(vocab_sizes: Mapping[str, int], *, embedding_dim: int = 10, dropout_rate: float = 0.0003,
@@ -104,6 +110,7 @@ def build_model(vocab_sizes: Mapping[str, int], *, embedding_dim: int = 10, drop
         raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
     activation = resolve_output_activation(output_activation)
 
+    # [docs:keras-assemble]
     inputs, branches = [], []
     for column in COLUMNS:
         column_input, branch = build_column_branch(column, int(vocab_sizes[column]), embedding_dim, dropout_rate)
@@ -114,6 +121,7 @@ def build_model(vocab_sizes: Mapping[str, int], *, embedding_dim: int = 10, drop
     # A list in COLUMNS order (a dict would be flattened in sorted-key order);
     # Keras still matches a dict of arrays to the inputs by name when fed.
     return keras.Model(inputs=inputs, outputs=output, name="streetcar_delay")
+    # [/docs:keras-assemble]
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
@@ -128,12 +136,14 @@ def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
     """
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    # [docs:keras-compile]
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0),
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.Recall(name="recall")],
         weighted_metrics=[keras.metrics.BinaryAccuracy(name="weighted_accuracy")],
     )
+    # [/docs:keras-compile]
     return model
 
 

@@ -72,6 +72,7 @@ def start_tensorflow() -> str:
     return "gpu:0" if gpus else "cpu"
 
 
+# [docs:keras-seeds]
 def make_repeatable(seed: int) -> None:
     """Seed Python, NumPy, TensorFlow and Keras's seed generator; make TF ops deterministic.
 
@@ -88,3 +89,4 @@ def make_repeatable(seed: int) -> None:
     keras.backend.clear_session()
     keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()
+# [/docs:keras-seeds]

@@ -168,6 +168,7 @@ def check_vocabulary_fits(model, vocabularies: Vocabularies, source: str) -> Non
 # --------------------------------------------------------------------------
 
 
+# [docs:keras-score-trip]
 def trip_inputs(encoded: Mapping[str, int]) -> dict[str, np.ndarray]:
     """{column: code} -> {column: (1, 1) int32}, the model's named inputs for one row."""
     return {column: np.array([[encoded[column]]], dtype=np.int32) for column in COLUMNS}
@@ -177,6 +178,7 @@ def delay_probability(model, encoded: Mapping[str, int]) -> float:
     """p(delay) for one encoded trip, by calling the model directly (eager; no predict pipeline)."""
     output = model(trip_inputs(encoded), training=False)
     return float(np.asarray(output).reshape(-1)[0])
+# [/docs:keras-score-trip]
 
 
 def scoring_result(probability: float, encoded: Mapping[str, int]) -> dict[str, Any]:

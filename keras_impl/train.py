@@ -3,6 +3,7 @@
     python -m keras_impl.train --experiment 0                  # 1-epoch smoke run
     python -m keras_impl.train --experiment 5 --json | jq .test
     python -m keras_impl.train --experiment 4 --sample-rows 200000 --epochs 5 --patience 2
+    python -m keras_impl.train --resume runs/keras-exp5-20250101-120000   # continue an interrupted run
 
 The same flags as `python -m lightning_impl.train` (configs/cli.py); every
 flag overrides one key of configs/streetcar.yaml.  A run:
@@ -37,11 +38,21 @@ flag overrides one key of configs/streetcar.yaml.  A run:
 
 --json prints the result object (experiment.artifacts.RESULT_KEYS) on stdout;
 Keras's own verbose=2 epoch lines and every other progress line go to stderr.
+
+Interrupted runs (Ctrl-C, SIGTERM, a killed process) continue with
+`--resume RUN_DIR` and end with the same stopped epoch, best epoch and
+bitwise-identical weights as an uninterrupted run: keras_impl.callbacks.
+RunStateBackup is Keras's BackupAndRestore plus the EarlyStopping /
+ModelCheckpoint / ReduceLROnPlateau state, dropout seeds and history Keras
+does not keep.  A NaN or infinite loss (or monitored value) stops the run at
+that epoch; the best checkpoint from before it is kept and result["stop_reason"]
+says why the run stopped (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -58,6 +69,8 @@ VOCABULARY_FILE = "vocabulary.json"
 ARCHITECTURE_FILE = "model_architecture.json"
 WEIGHTS_FILE = "model.weights.h5"
 FINAL_MODEL_FILE = "model.keras"
+BACKUP_DIR = "backup"              # keras_impl.callbacks.BACKUP_DIR: RunStateBackup's folder
+TRAINING_LOG = "training_log.csv"  # keras_impl.callbacks.TRAINING_LOG: CSVLogger's file
 PREDICTION_BATCH_ROWS = 131072
 
 EPILOG = """\
@@ -67,6 +80,8 @@ examples:
   python -m keras_impl.train --experiment 3 --sample-rows 100000 --epochs 3
                                                             quick class-weighted run on a seeded subset
   python -m keras_impl.train --experiment 9 --seed 7 --out-dir /tmp/runs
+  python -m keras_impl.train --resume runs/keras-exp5-20250101-120000
+                                                            continue an interrupted run from its backup/
 
 Each run writes runs/keras-exp<ID>-<timestamp>/: the model (best-epoch*.keras
 checkpoints with early stopping, else model.keras + model_architecture.json +
@@ -91,6 +106,7 @@ def load_run_dataset(request: RunRequest) -> PreparedDataset:
     return dataset
 
 
+# [docs:keras-class-weight]
 def resolve_class_weight(request: RunRequest, dataset: PreparedDataset) -> dict[int, float]:
     """{0: zero_weight, 1: one_weight}; "balanced" is computed on the train split."""
     settings = request.settings
@@ -99,6 +115,7 @@ def resolve_class_weight(request: RunRequest, dataset: PreparedDataset) -> dict[
     else:
         one_weight = float(settings.one_weight)
     return {0: float(settings.zero_weight), 1: float(one_weight)}
+# [/docs:keras-class-weight]
 
 
 def build_compiled_model(request: RunRequest, dataset: PreparedDataset):
@@ -110,6 +127,7 @@ def build_compiled_model(request: RunRequest, dataset: PreparedDataset):
     return compile_model(model, hyper.learning_rate)
 
 
+# [docs:keras-save]
 def save_final_model(model, run_dir: Path) -> Path:
     """The book's §6.10 explicit save (see the module docstring for the Keras 2 -> 3 mapping)."""
     from data.vocab import write_text_atomic
@@ -118,6 +136,7 @@ def save_final_model(model, run_dir: Path) -> Path:
     model.save_weights(str(run_dir / WEIGHTS_FILE))
     model.save(str(run_dir / FINAL_MODEL_FILE))
     return run_dir / FINAL_MODEL_FILE
+# [/docs:keras-save]
 
 
 def locate_best_checkpoint(request: RunRequest, history: Mapping[str, Sequence[float]],
@@ -160,29 +179,47 @@ def plain_history(history: Mapping[str, Sequence[Any]]) -> dict[str, list[float]
 
 
 def train(request: RunRequest, *, dataset: PreparedDataset | None = None,
-          device: str | None = None, progress: Callable[[str], None] = say) -> dict[str, Any]:
+          device: str | None = None, progress: Callable[[str], None] = say,
+          initial_weights: Mapping[str, np.ndarray] | None = None,
+          resume: str | Path | None = None) -> dict[str, Any]:
     """Run one experiment end to end; return the result object (RESULT_KEYS).
 
     `dataset` skips loading (tests pass a synthetic or pre-loaded one; it is
-    still sampled when request.sample_rows is set).  Keras prints its
+    still sampled when request.sample_rows is set).  `initial_weights`, a
+    canonical weight mapping (experiment.weights: every name, Keras layouts,
+    BatchNorm moving statistics included), replaces the freshly initialised
+    weights before fit: the parity suite starts Keras and Lightning from the
+    same point this way (parity_tests/trajectory.py).  Keras prints its
     verbose=2 epoch lines and callback messages on stdout, which belongs to
     --json, so the whole run writes to stderr and TensorFlow's native log
     lines are dropped (keras_impl.runtime.native_logs_silenced).
+
+    `resume` is the run directory of an interrupted run (build the request
+    with experiment.reliability.load_run_request): training continues in it
+    from its backup/ (keras_impl.callbacks.RunStateBackup) and ends as the
+    uninterrupted run would.  SIGTERM raises RunInterrupted like Ctrl-C does,
+    so both end with a line saying how to resume (docs/reliability.md).
     """
     started = time.perf_counter()
+    from experiment.reliability import sigterm_raises_interrupt
     from keras_impl.runtime import native_logs_silenced, start_tensorflow
 
     device = device or start_tensorflow()
-    with native_logs_silenced():
-        return run_experiment(request, dataset=dataset, device=device, progress=progress, started=started)
+    with native_logs_silenced(), sigterm_raises_interrupt():
+        return run_experiment(request, dataset=dataset, device=device, progress=progress, started=started,
+                              initial_weights=initial_weights, resume=resume)
 
 
 def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, device: str,
-                   progress: Callable[[str], None], started: float) -> dict[str, Any]:
+                   progress: Callable[[str], None], started: float,
+                   initial_weights: Mapping[str, np.ndarray] | None = None,
+                   resume: str | Path | None = None) -> dict[str, Any]:
     """train()'s body: see train() and the module docstring."""
     import keras
 
-    from keras_impl.callbacks import build_keras_callbacks
+    from experiment.reliability import (RunInterrupted, TrainingDiverged, completed_reason, early_stop_reason,
+                                        resume_hint, save_run_request)
+    from keras_impl.callbacks import add_run_safety_callbacks, build_keras_callbacks
     from keras_impl.data import build_fit_arguments, split_inputs
     from keras_impl.model import parameter_counts
     from keras_impl.runtime import make_repeatable
@@ -193,38 +230,85 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
         dataset = load_run_dataset(request)
     elif request.sample_rows is not None:
         dataset = dataset.sample(request.sample_rows, seed)
+    # [docs:keras-seed-call]
     if config.general.repeatable_run:
         make_repeatable(seed)
+    # [/docs:keras-seed-call]
 
     class_weight = resolve_class_weight(request, dataset)
-    run_dir = create_run_dir(config.general.out_dir, FRAMEWORK, settings.experiment)
-    dataset.vocabularies.save(run_dir / VOCABULARY_FILE)
+    if resume is not None:
+        # The named run directory, never a new one; first_epoch = epochs its backup holds.
+        run_dir, first_epoch = Path(resume), prepare_resume(Path(resume), dataset, settings)
+    else:
+        run_dir, first_epoch = create_run_dir(config.general.out_dir, FRAMEWORK, settings.experiment), 0
+        dataset.vocabularies.save(run_dir / VOCABULARY_FILE)
+        save_run_request(run_dir, request, framework=FRAMEWORK)
     sizes = {split: int(len(rows)) for split, rows in dataset.splits.items()}
     progress(f"keras experiment {settings.experiment} ({settings.description}): {settings.epochs} epoch(s), "
              f"rows {sizes}, class_weight {class_weight}, batch order {config.general.batch_order}, "
-             f"device {device}, run dir {run_dir}")
+             f"device {device}, run dir {run_dir}"
+             + (f", resuming at epoch {first_epoch + 1} from {run_dir / BACKUP_DIR}" if resume is not None else ""))
 
+    # [docs:keras-fit]
     model = build_compiled_model(request, dataset)
+    if initial_weights is not None:
+        # By canonical name, every key and shape checked first (experiment.weights.check_weights).
+        from keras_impl.model import set_canonical_weights
+
+        set_canonical_weights(model, initial_weights, source="initial_weights")
+        progress("initial weights: the given canonical weights, not the seeded initialisers")
     fit_arguments = build_fit_arguments(
         dataset, batch_size=hyper.batch_size, seed=seed, epochs=settings.epochs,
-        class_weight=class_weight, batch_order=config.general.batch_order)
-    callbacks = build_keras_callbacks(settings, config.callbacks, run_dir)
-    fit_history = model.fit(**fit_arguments, callbacks=callbacks, verbose=2)
-    history = plain_history(fit_history.history)
+        class_weight=class_weight, batch_order=config.general.batch_order, first_epoch=first_epoch)
+    callbacks = add_run_safety_callbacks(build_keras_callbacks(settings, config.callbacks, run_dir),
+                                         settings, run_dir)
+    diverged = None
+    try:
+        model.fit(**fit_arguments, callbacks=callbacks, verbose=2)
+    except TrainingDiverged as error:  # NonFiniteGuard: nothing after it saw the epoch
+        diverged = error
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through sigterm_raises_interrupt
+        completed = len(next(iter(callbacks[-1].history.values()), []))
+        signal_name = getattr(error, "signal_name", "SIGINT")
+        message = (f"interrupted by {signal_name} during epoch {completed + 1}; "
+                   f"{resume_hint('keras_impl.train', run_dir, completed)}")
+        progress(message)
+        raise RunInterrupted(signal_name, message) from None
+    # [/docs:keras-fit]
+    # The backup callback's history spans every epoch (a resumed fit returns only its own).
+    history = plain_history(callbacks[-1].history)
+    if diverged is not None:
+        kept_history = history
+        history = extend_history(history, diverged.figures)
+        progress(f"{diverged}; keeping the model of the last finite epoch")
     epochs_run = len(next(iter(history.values()), []))
 
     if settings.early_stop:
-        best_epoch, best_value, kept_model_path = locate_best_checkpoint(request, history, run_dir)
+        # Only finite epochs can hold the best checkpoint (the diverged one was never judged).
+        best_epoch, best_value, kept_model_path = locate_best_checkpoint(
+            request, kept_history if diverged is not None else history, run_dir)
         monitor = settings.monitor
         progress(f"best epoch {best_epoch + 1} (0-based {best_epoch}): {monitor} = {best_value:.6f}; "
                  f"testing {kept_model_path.name}")
     else:
         best_epoch, best_value, monitor = None, None, None
+        if diverged is not None:
+            restore_last_finite_weights(model, run_dir, diverged)
         kept_model_path = save_final_model(model, run_dir)
+    if diverged is not None:
+        stop_reason = str(diverged)
+        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # fit() ended without on_train_end
+    else:
+        stopping = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
+        stop_reason = (early_stop_reason(stopping.stopped_epoch, settings.monitor, settings.patience)
+                       if stopping is not None and stopping.stopped_epoch > 0
+                       else completed_reason(epochs_run, settings.epochs))
 
+    # [docs:keras-load-and-test]
     test_inputs, test_target = split_inputs(dataset, "test")
     kept_model = keras.models.load_model(str(kept_model_path))
     test = summarize_test(test_target, predict_probabilities(kept_model, test_inputs))
+    # [/docs:keras-load-and-test]
 
     result = {
         "framework": FRAMEWORK,
@@ -240,12 +324,71 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
         "run_dir": str(run_dir),
         "seconds": round(time.perf_counter() - started, 3),
         "device": device,
+        "stop_reason": stop_reason,
     }
     missing = [key for key in RESULT_KEYS if key not in result]
     if missing:  # pragma: no cover - guards the shared contract
         raise RuntimeError(f"result lacks {missing}")
     write_run_artifacts(run_dir, result)
+    save_run_request(run_dir, request, framework=FRAMEWORK, completed=True)  # never resumed again
     return result
+
+
+# --------------------------------------------------------------------------
+# Resume and divergence (docs/reliability.md)
+# --------------------------------------------------------------------------
+
+
+def prepare_resume(run_dir: Path, dataset: PreparedDataset, settings) -> int:
+    """Check an interrupted run directory can continue; return the epoch it continues at (0-based).
+
+    Also cuts training_log.csv back to the epochs the backup holds: an epoch
+    that ended after the last backup (the process died in between) is run
+    again and logged again.
+    """
+    from experiment.reliability import check_same_vocabularies
+    from keras_impl.callbacks import read_backup_metadata
+
+    check_same_vocabularies(run_dir, dataset.vocabularies, VOCABULARY_FILE)
+    metadata = read_backup_metadata(run_dir / BACKUP_DIR)
+    if metadata is None:
+        raise ValueError(f"--resume: {run_dir / BACKUP_DIR} holds no backup (the run was interrupted before its "
+                         f"first epoch ended); start a new run instead")
+    first_epoch = int(metadata["epoch"])
+    if first_epoch >= settings.epochs:
+        raise ValueError(f"--resume: the backup in {run_dir} already holds {first_epoch} epoch(s) of "
+                         f"{settings.epochs}; pass --epochs N with N > {first_epoch} to train longer")
+    trim_training_log(run_dir / TRAINING_LOG, first_epoch)
+    return first_epoch
+
+
+def trim_training_log(path: Path, epochs: int) -> None:
+    """Keep the header and the rows of epochs 0..epochs-1 of Keras's CSVLogger file (atomically)."""
+    from experiment.artifacts import write_bytes_atomic
+
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if line.split(",", 1)[0].strip().isdigit()
+                        and int(line.split(",", 1)[0]) < epochs]
+    write_bytes_atomic(path, "".join(kept).encode("utf-8"))
+
+
+def extend_history(history: Mapping[str, list[float]], figures: Mapping[str, float]) -> dict[str, list[float]]:
+    """The history plus the diverged epoch's figures (NaN for a key that epoch did not log)."""
+    keys = list(history) or list(figures)
+    return {key: [*history.get(key, []), float(figures.get(key, float("nan")))] for key in keys}
+
+
+def restore_last_finite_weights(model, run_dir: Path, diverged) -> None:
+    """After divergence without early stopping, put back the weights of the last finite epoch (the backup)."""
+    from keras_impl.callbacks import read_backup_metadata
+
+    metadata = read_backup_metadata(run_dir / BACKUP_DIR)
+    if metadata is None:
+        raise ValueError(f"training diverged in its first epoch ({diverged}), so no finite model exists; "
+                         f"lower hyperparameters.learning_rate")
+    model.load_weights(str(run_dir / BACKUP_DIR / metadata["weights"]))
 
 
 # --------------------------------------------------------------------------
@@ -259,7 +402,15 @@ def build_argument_parser() -> argparse.ArgumentParser:
         description="Train the streetcar-delay model with Keras 3 (one experiment of the book's chapter 6), "
                     "test the kept model and write a run directory.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_common_arguments(parser)
+    add_common_arguments(parser)
+    # The same flag as python -m lightning_impl.train --resume (docs/reliability.md).
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR",
+                        help="continue an interrupted run in RUN_DIR from its backup/, with the settings saved "
+                             "in that run (only --epochs and --json may be given with it)")
+    return parser
+
+
+RESUME_COMPATIBLE_FLAGS = ("epochs", "json", "resume")
 
 
 def describe_result(result: Mapping[str, Any]) -> str:
@@ -278,9 +429,17 @@ def describe_result(result: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_argument_parser().parse_args(argv)
-    request = resolve_run_request(args)
-    result = train(request)
+    from experiment.reliability import load_run_request, refuse_flags_beside_resume
+
+    parser = build_argument_parser()
+    args = parser.parse_args(argv)
+    if args.resume is not None:
+        refuse_flags_beside_resume(parser, args, RESUME_COMPATIBLE_FLAGS)
+        request = load_run_request(args.resume, framework=FRAMEWORK, command="keras_impl.train",
+                                   epochs=args.epochs, json_output=args.json)
+    else:
+        request = resolve_run_request(args)
+    result = train(request, resume=args.resume)
     if request.json:
         emit_json({key: result[key] for key in RESULT_KEYS})
     else:
