@@ -43,6 +43,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         message = str(error) or error.__class__.__name__
         print(f"error: {message}", file=sys.stderr, flush=True)
         return USER_ERROR_EXIT_CODE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr, flush=True)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        # experiment.reliability.RunInterrupted carries the resume hint and 128 + the signal
+        # number (143 for SIGTERM); a bare Ctrl-C is 130, the shell's convention.
+        print(str(interrupt) or "interrupted", file=sys.stderr, flush=True)
+        return int(getattr(interrupt, "exit_code", 130))

@@ -160,6 +160,7 @@ def keras_is_improvement(current: float, best: float | None, *, mode: str, min_d
     return bool(candidate > reference) if mode == "max" else bool(candidate < reference)
 
 
+# [docs:lightning-checkpoint-name]
 def render_checkpoint_stem(template: str, *, epoch_index: int, monitor: str, value: float | Tensor | None) -> str:
     """Render the configured checkpoint template the way Keras names the file.
 
@@ -179,6 +180,7 @@ def render_checkpoint_stem(template: str, *, epoch_index: int, monitor: str, val
     except (KeyError, IndexError, ValueError) as error:
         raise ValueError(f"checkpoint template {template!r} cannot be rendered: {error!r}; "
                          f"it may use {{epoch}}, {{monitor}} and {{value}} only") from None
+# [/docs:lightning-checkpoint-name]
 
 
 # --------------------------------------------------------------------------
@@ -254,6 +256,7 @@ class KerasCompatibleEarlyStopping(EarlyStopping):
             self.stopping_reason = EarlyStoppingReason.NON_FINITE_METRIC
             return True, (f"Monitored metric {self.monitor} = {value} is not finite; "
                           f"best so far {float(self.best_score):.5f}. Signaling Trainer to stop.")
+        # [docs:lightning-stopping-rule]
         best = float(self.best_score) if self.has_best else None
         if keras_is_improvement(value, best, mode=self.mode, min_delta=abs(self.min_delta)):
             # Keras: best=current, wait=0 (the first value always lands here, even NaN).
@@ -269,6 +272,7 @@ class KerasCompatibleEarlyStopping(EarlyStopping):
             return True, (f"Monitored metric {self.monitor} did not improve in the last {self.wait_count} "
                           f"records. Best score: {float(self.best_score):.5f}. Signaling Trainer to stop.")
         return False, None
+        # [/docs:lightning-stopping-rule]
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -316,6 +320,7 @@ class KerasCompatibleModelCheckpoint(ModelCheckpoint):
         owner = type(self).__name__
         mode = _check_mode(mode, owner)
         render_checkpoint_stem(template, epoch_index=0, monitor=monitor, value=0.0)  # fail early on a bad template
+        # [docs:lightning-checkpoint-options]
         # auto_insert_metric_name=False and our own format_checkpoint_name: the
         # template decides the whole name (Lightning would write "epoch=03-...").
         # save_top_k=1: Keras save_best_only keeps the best epoch (plus older files when {epoch}
@@ -324,6 +329,7 @@ class KerasCompatibleModelCheckpoint(ModelCheckpoint):
         # full Lightning checkpoint (Keras's ModelCheckpoint default also saves the whole model).
         super().__init__(dirpath=str(dirpath), monitor=monitor, mode=mode, save_top_k=1, save_last=False,
                          save_weights_only=save_weights_only, auto_insert_metric_name=False, verbose=verbose)
+        # [/docs:lightning-checkpoint-options]
         self.template = template
         self.stop_on_non_finite = bool(stop_on_non_finite)
         # Keras: best=None until the first save.  Lightning keeps NaN as +-inf in
@@ -467,6 +473,7 @@ class KerasCompatibleReduceLROnPlateau(Callback):
             self.learning_rates.append(float(optimizer.param_groups[0]["lr"]))
             break
 
+    # [docs:lightning-reduce-lr]
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         metrics = trainer.callback_metrics
         if self.monitor not in metrics:
@@ -485,6 +492,7 @@ class KerasCompatibleReduceLROnPlateau(Callback):
             if self.wait >= self.patience and self._reduce(trainer):
                 self.cooldown_counter = self.cooldown
                 self.wait = 0  # Keras resets wait only when a rate really changed
+    # [/docs:lightning-reduce-lr]
 
     def _reduce(self, trainer: Trainer) -> bool:
         reduced = False
@@ -567,13 +575,18 @@ def build_lightning_callbacks(settings: ExperimentSettings, callbacks_config: Ca
     checkpoint_dir = Path(checkpoint_dir)
     use_early_stop = settings.early_stop if early_stop is None else bool(early_stop)
     early_stopping = best_checkpoint = None
+    # [docs:lightning-early-stopping]
     if use_early_stop:
         early_stopping = KerasCompatibleEarlyStopping(
             settings.monitor, mode=settings.mode, patience=settings.patience, min_delta=settings.min_delta,
             stop_on_non_finite=stop_on_non_finite)
+    # [/docs:lightning-early-stopping]
+        # [docs:lightning-model-checkpoint]
         best_checkpoint = KerasCompatibleModelCheckpoint(
             checkpoint_dir, monitor=settings.monitor, mode=settings.mode,
             template=callbacks_config.checkpoint_template, stop_on_non_finite=stop_on_non_finite)
+        # [/docs:lightning-model-checkpoint]
+    # [docs:lightning-last-checkpoint]
     # monitor=None + save_top_k=1 rewrites last.ckpt after every epoch, so it is
     # the final epoch (Lightning 2.6's save_last on a monitored top-1 callback is
     # a copy of the best; Keras has no save_last).  mode is meaningless without a
@@ -581,6 +594,7 @@ def build_lightning_callbacks(settings: ExperimentSettings, callbacks_config: Ca
     # enable_version_counter=False: always last.ckpt, never last-v1.ckpt.
     last_checkpoint = ModelCheckpoint(dirpath=str(checkpoint_dir), filename=LAST_CHECKPOINT_NAME, monitor=None,
                                       mode="min", save_top_k=1, save_last=False, enable_version_counter=False)
+    # [/docs:lightning-last-checkpoint]
     reduce_lr = (KerasCompatibleReduceLROnPlateau.from_config(callbacks_config.reduce_lr)
                  if callbacks_config.reduce_lr.enabled else None)
     return KerasCompatibleCallbacks(early_stopping=early_stopping, best_checkpoint=best_checkpoint,

@@ -271,6 +271,11 @@ def _keras_file_kind(path: Path) -> str:
     with open(path, "rb") as stream:
         head = stream.read(8)
     if head.startswith(ZIP_SIGNATURE):
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # Keras itself would say "File not found" for a truncated archive
+            raise ValueError(f"{path}: not a readable .keras archive (the zip is corrupt or truncated); "
+                             f"expected a model saved by Keras (model.save)")
         return "keras3-zip"
     if head != HDF5_SIGNATURE:
         raise ValueError(f"{path}: neither a .keras archive (zip) nor an HDF5 .h5 file; expected a model "
@@ -452,12 +457,17 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     from experiment.console import emit_json, say
 
+    from keras_impl.runtime import native_logs_silenced
+
     arguments = parse_arguments(argv)
-    if arguments.keras:
-        summary = keras_to_lightning(arguments.keras, arguments.out, legacy_keras2=arguments.legacy_keras2,
-                                     vocabulary_path=arguments.vocabulary)
-    else:
-        summary = lightning_to_keras(arguments.lightning, arguments.out)
+    # TensorFlow writes start-up lines ("Could not find cuda drivers ...") from C++ straight to
+    # file descriptor 2; the command's stderr is for its own messages and at most one error line.
+    with native_logs_silenced():
+        if arguments.keras:
+            summary = keras_to_lightning(arguments.keras, arguments.out, legacy_keras2=arguments.legacy_keras2,
+                                         vocabulary_path=arguments.vocabulary)
+        else:
+            summary = lightning_to_keras(arguments.lightning, arguments.out)
     say(f"wrote {summary['output']} ({summary['direction']}, output activation {summary['output_activation']}, "
         f"vocabulary {summary['vocabulary']}); predictions on {summary['verify_rows']} rows match the source "
         f"within {summary['verify_max_abs_diff']:.2e}")

@@ -253,6 +253,7 @@ def _keras_rig() -> dict[str, Any]:
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs[self.monitor] = self.values[epoch]
 
+    # [docs:keras-custom-callback]
     class Recorder(keras.callbacks.Callback):
         """Weights at the end of every epoch and the learning rate used in it."""
 
@@ -266,6 +267,7 @@ def _keras_rig() -> dict[str, Any]:
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.snapshots.append([np.array(weight) for weight in self.model.get_weights()])
+    # [/docs:keras-custom-callback]
 
     _RIG.update(keras=keras, model=model, probe=probe, initial=model.get_weights(), features=features,
                 targets=targets, ScriptedMetric=ScriptedMetric, Recorder=Recorder)
@@ -305,9 +307,11 @@ def _keras_side(values: list[float], monitor: str, mode: str | None, patience: i
     pattern = template.replace("{monitor}", monitor).replace("{value", "{" + monitor)
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode=keras_mode, patience=patience,
                                                    min_delta=min_delta, verbose=0)
+    # [docs:keras-weights-only]
     checkpoint = keras.callbacks.ModelCheckpoint(str(workdir / f"{pattern}.weights.h5"), monitor=monitor,
                                                  mode=keras_mode, save_best_only=True, save_weights_only=True,
                                                  verbose=0)
+    # [/docs:keras-weights-only]
     recorder = _keras_fit(values, monitor, [early_stopping, checkpoint])
     saved = {}
     for path in sorted(workdir.glob("*.weights.h5")):
@@ -366,6 +370,7 @@ def _lightning_module_class() -> Any:
             dataset = TensorDataset(torch.from_numpy(features[:_BATCH_SIZE]), torch.from_numpy(targets[:_BATCH_SIZE]))
             return DataLoader(dataset, batch_size=_BATCH_SIZE)
 
+    # [docs:lightning-custom-callback]
     class Recorder(pl.Callback):
         """Weights at the end of every epoch and the learning rate used in it (a plain
         callback: Lightning runs it before EarlyStopping and the checkpoints)."""
@@ -379,6 +384,7 @@ def _lightning_module_class() -> Any:
 
         def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             self.snapshots.append({key: value.detach().clone() for key, value in pl_module.state_dict().items()})
+    # [/docs:lightning-custom-callback]
 
     _RIG.update(Module=ScriptedModule, LightningRecorder=Recorder, pl=pl, torch=torch)
     return ScriptedModule
@@ -407,9 +413,11 @@ def _lightning_callbacks(values: list[float], monitor: str, mode: str | None, pa
     if lightning_defaults:
         from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+        # [docs:lightning-stock-callbacks]
         options = {} if mode is None else {"mode": mode}  # no mode: Lightning's default 'min'
         early_stopping = EarlyStopping(monitor=monitor, patience=patience, min_delta=min_delta, **options)
         checkpoint = ModelCheckpoint(dirpath=str(workdir), monitor=monitor, save_top_k=1, **options)
+        # [/docs:lightning-stock-callbacks]
         return early_stopping, checkpoint, [early_stopping, checkpoint]
     from configs.loader import ExperimentSettings, load_config
     from lightning_impl.callbacks import build_lightning_callbacks

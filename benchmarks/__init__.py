@@ -1,0 +1,15 @@
+"""Speed and memory of the two implementations, measured on the same prepared data.
+
+    python -m benchmarks.run                 # full run: writes docs/benchmarks.md (~6-10 min on 2 cores)
+    python -m benchmarks.run --quick         # one timed epoch per framework (~3 min); also writes the page
+    python -m benchmarks.run --quick --json  # one JSON object on stdout, progress on stderr
+
+Modules:
+    benchmarks.run       the command: plans the phases, runs each in its own subprocess, writes the page
+    benchmarks._worker   one phase in one process (prepare, keras, lightning): what is actually timed
+    benchmarks.summary   medians, percentiles, ratios and the linear fit of the scaling note
+    benchmarks.report    docs/benchmarks.md from a result object
+
+This is a command, not a timed test: the tests in benchmarks/tests check the
+statistics, the JSON schema and the page, never a duration.
+"""
