@@ -436,14 +436,20 @@ def no_delay_share(summary: Mapping[str, Any]) -> float:
     return (tn + fp) / (tn + fp + fn + tp)
 
 
+def loss_jumps(summary: Mapping[str, Any]) -> list[str]:
+    """'epoch N (before → after)' for every epoch whose val_loss rose by LOSS_JUMP_FACTOR or more."""
+    val_loss = summary["history"]["val_loss"]
+    return [f"epoch {epoch + 1} ({val_loss[epoch - 1]:.4f} → {val_loss[epoch]:.4f})"
+            for epoch in range(1, len(val_loss)) if val_loss[epoch] >= LOSS_JUMP_FACTOR * val_loss[epoch - 1]]
+
+
 def history_story(summary: Mapping[str, Any]) -> str:
     """Generated: where the validation curve sat at the all-"no delay" level, and where val_loss jumped up."""
     val_accuracy, val_loss = summary["history"]["val_accuracy"], summary["history"]["val_loss"]
     baseline = no_delay_share(summary)
     at_baseline = [epoch + 1 for epoch, value in enumerate(val_accuracy)
                    if abs(value - baseline) <= NO_DELAY_LEVEL_TOLERANCE]
-    jumps = [f"epoch {epoch + 1} ({val_loss[epoch - 1]:.4f} → {val_loss[epoch]:.4f})"
-             for epoch in range(1, len(val_loss)) if val_loss[epoch] >= LOSS_JUMP_FACTOR * val_loss[epoch - 1]]
+    jumps = loss_jumps(summary)
     parts = [f"always answering \"no delay\" scores {baseline:.5f} on the test split"]
     if at_baseline:
         parts.append(f"val_accuracy was at that level (within {NO_DELAY_LEVEL_TOLERANCE}) at epoch(s) "
@@ -517,6 +523,9 @@ def trend_checks(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         text = (f"TP {format_count(tp)} {relation} FN {format_count(fn)} at the last epoch ({run['epochs_run']}); "
                 f"recall {format_ratio(run['recall'], 4)}, test accuracy {format_ratio(run['test_accuracy'])}, "
                 f"terminal val_accuracy {format_ratio(run['val_accuracy_terminal'])}")
+        jumps = loss_jumps(run)
+        if jumps:
+            text += f"; val_loss jumped up at {', '.join(jumps)}"
         for later in ("4", "5"):
             other = _runs(results, later).get(name)
             if other is not None and other["kept_epoch"] != run["kept_epoch"]:
@@ -657,7 +666,10 @@ WHY = {
               "have made it larger).",
         False: "The weighted training does not settle within these epochs: like the unweighted one it swings "
                "from epoch to epoch (see the curves), and the last epoch, the one experiment 3 tests, landed in a "
-               "low-recall swing. The same training kept at an earlier epoch (the figures above) does catch more "
+               "low-recall swing. Where val_loss jumps and stays up (the epochs named above) while "
+               "val_accuracy barely moves, that is consistent with hard_sigmoid's flat ends: beyond |x| = 3 the "
+               "output is exactly 0 or 1, a wrong answer there costs the clipped maximum cross-entropy and "
+               "passes no gradient back, so such rows raise the loss without being corrected. The same training kept at an earlier epoch (the figures above) does catch more "
                "delays than it misses, so the trend holds for the model but not for this last epoch; the book's "
                "50 epochs (capped here) and its single run could land anywhere in such swings.",
     },
@@ -678,8 +690,9 @@ WHY = {
                "epoch (see the kept epochs above), they keep the same weights and their figures are identical, "
                "so neither can be better. The book ran each experiment as a separate run from its own initial "
                "weights, so its improvement from 4 to 5 includes run-to-run variation that a one-seed "
-               "comparison removes. Beyond that, with class weights the epoch of highest val_accuracy is the "
-               "one flagging fewest no-delay slots, which does not by itself favour recall.",
+               "comparison removes. Beyond that, on a split that is ~98 % no-delay the epoch of highest "
+               "val_accuracy is essentially the one with the fewest false alarms, which does not by itself "
+               "favour recall.",
     },
     "5-patience-4": {
         True: "The weighted model's validation accuracy is set by how many of the ~98 % no-delay slots the "
