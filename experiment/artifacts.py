@@ -30,7 +30,7 @@ import numpy as np
 RESULT_KEYS = ("framework", "experiment", "epochs_run", "best_epoch", "best_value", "monitor",
                "history", "test", "params", "best_checkpoint", "run_dir", "seconds", "device",
                # Why training ended: "completed: ...", "stopped: early stopping at epoch N ...",
-               # "stopped: non-finite loss (nan) at epoch N ..." (experiment.reliability).
+               # "stopped: non-finite loss at epoch N (0-based N-1): loss = nan" (experiment.reliability).
                "stop_reason")
 
 

@@ -15,12 +15,14 @@ epoch before anything records or judges it.
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from experiment.reliability import (FaultPlan, TrainingDiverged, fault_plan_from_environment, guarded_keys,
@@ -109,4 +111,28 @@ def build_run_callbacks(settings: Any, run_dir: str | Path, progress: Callable[[
     return callbacks
 
 
-__all__ = ["NonFiniteGuard", "FaultInjection", "EpochSummary", "build_run_callbacks"]
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write every checkpoint to a temp file beside it, then os.replace: a kill never leaves half a file.
+
+    Lightning 2.6 already saves through an fsspec transaction, but for a local
+    path fsspec writes the temp file into the system temp folder and commits
+    with shutil.move, which is a rename only when that folder is on the same
+    filesystem as the run directory (/tmp is often a tmpfs); otherwise it
+    copies into the target, and a SIGKILL during the copy leaves a truncated
+    last.ckpt that --resume cannot read.  A temp file in the target's own
+    folder makes the rename atomic on every local filesystem (POSIX rename).
+    Remote URLs (s3://, gs://, ...) keep Lightning's own path.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options=storage_options)
+            return
+        from experiment.artifacts import write_bytes_atomic
+
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes_atomic(Path(path), buffer.getvalue())
+
+
+__all__ = ["NonFiniteGuard", "FaultInjection", "EpochSummary", "AtomicCheckpointIO", "build_run_callbacks"]

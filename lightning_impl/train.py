@@ -251,7 +251,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
     from lightning_impl.callbacks import build_lightning_callbacks
     from lightning_impl.datamodule import StreetcarDataModule
     from lightning_impl.model import set_canonical_weights
-    from lightning_impl.run_callbacks import build_run_callbacks
+    from lightning_impl.run_callbacks import AtomicCheckpointIO, build_run_callbacks
     from lightning_impl.system import StreetcarClassifier
 
     config, settings = request.config, request.settings
@@ -327,6 +327,9 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
             max_epochs=settings.epochs, deterministic=deterministic,
             # The guard first: it must see each epoch before the checkpoints and early stopping do.
             callbacks=[*run_callbacks, *callbacks.as_list()],
+            # Checkpoints go to a temp file beside the target and are renamed into place, so a killed
+            # run always leaves a whole last.ckpt to --resume from (docs/reliability.md).
+            plugins=[AtomicCheckpointIO()],
             # [docs:lightning-loggers]
             logger=[TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
                     CSVLogger(save_dir=str(run_dir), name="csv", version=csv_version(run_dir, resume))],
