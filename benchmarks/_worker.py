@@ -86,6 +86,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "profile_plain_epochs": 1,      # epochs of the same steps without the Trainer (Lightning's overhead)
     "profile_steps": 100,           # training steps under the torch profiler
     "thread_variant_check": False,  # time the Lightning fit again with torch's default thread count
+    "one_step_per_batch_check": True,  # time the Lightning fit again with steps_per_execution 1
 }
 
 
@@ -296,9 +297,16 @@ def run_keras_validation(settings: Mapping[str, Any], model, dataset) -> list[fl
 
 
 def run_keras_scoring(settings: Mapping[str, Any], model, dataset) -> dict[str, Any]:
-    """Save and reload the model, then time keras_impl.score.score_trip on one trip."""
-    from keras_impl.score import (check_vocabulary_fits, load_scoring_model, measure_scoring_latency,
-                                  resolve_vocabulary, score_trip, trip_inputs)
+    """Save and reload the model, then time keras_impl.score.TripScorer.score on one trip.
+
+    TripScorer is the project's call for scoring trips one at a time from an
+    already-loaded model: the model call traced once with tf.function.  The
+    other Keras calls are timed on the same loaded model for the comparison
+    the issue asks for (model.predict on one row, predict_on_batch, an eager
+    model(inputs) - the one-shot CLI's call, which pays no trace).
+    """
+    from keras_impl.score import (TripScorer, check_vocabulary_fits, load_scoring_model, measure_scoring_latency,
+                                  resolve_vocabulary, trip_inputs)
     from data.vocab import encode_trip
 
     with tempfile.TemporaryDirectory(prefix="bench-keras-score-") as folder:
@@ -310,12 +318,14 @@ def run_keras_scoring(settings: Mapping[str, Any], model, dataset) -> dict[str, 
         vocabularies = resolve_vocabulary(model_path)
         check_vocabulary_fits(loaded, vocabularies, str(model_path))
         load_seconds = time.perf_counter() - started
-    result = score_trip(loaded, vocabularies, **SCORING_TRIP)
-    milliseconds = timed_milliseconds(lambda: score_trip(loaded, vocabularies, **SCORING_TRIP),
+    scorer = TripScorer(loaded, vocabularies)
+    started = time.perf_counter()
+    result = scorer.score(**SCORING_TRIP)          # the first call traces the model once
+    first_call_seconds = time.perf_counter() - started
+    milliseconds = timed_milliseconds(lambda: scorer.score(**SCORING_TRIP),
                                       settings["score_warmup_calls"], settings["score_calls"])
-    # The comparison the scorer's docstring makes: a direct call vs model.predict on one row.
     encoded = encode_trip(vocabularies, **SCORING_TRIP)
-    # measure_scoring_latency times repeats direct calls and max(10, repeats // 10) predict calls.
+    # measure_scoring_latency times `repeats` eager calls and max(3, repeats // 10) model.predict calls.
     comparison = measure_scoring_latency(
         loaded, encoded, repeats=min(settings["score_calls"], max(10, settings["predict_calls"] * 10)))
     inputs = trip_inputs(encoded)
@@ -323,7 +333,7 @@ def run_keras_scoring(settings: Mapping[str, Any], model, dataset) -> dict[str, 
     on_batch = timed_milliseconds(lambda: loaded.predict_on_batch(inputs), settings["score_warmup_calls"],
                                   settings["score_calls"])
     return {"milliseconds": milliseconds, "load_seconds": load_seconds, "probability": result["probability"],
-            "call": "keras_impl.score.score_trip",
+            "call": "keras_impl.score.TripScorer.score", "first_call_seconds": first_call_seconds,
             "predict_p50_ms": comparison["predict_p50_ms"], "direct_p50_ms_scorer": comparison["direct_p50_ms"],
             "predict_on_batch_p50_ms": float(np.median(on_batch))}
 
@@ -419,8 +429,18 @@ def lightning_trainer(settings: Mapping[str, Any], accelerator: str, epochs: int
     return L.Trainer(**options)
 
 
-def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int):
-    """The project's LightningModule and DataModule for experiment 3, as lightning_impl.train makes them."""
+def product_steps_per_execution() -> int:
+    """SGD updates per Lightning step as lightning_impl.train runs them (1 for an older lightning_impl)."""
+    import lightning_impl.train as lightning_train
+
+    return int(getattr(lightning_train, "DEFAULT_STEPS_PER_EXECUTION", 1))
+
+
+def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int, steps_per_execution: int | None = None):
+    """The project's LightningModule and DataModule for experiment 3, as lightning_impl.train makes them.
+
+    steps_per_execution None: the product's default (lightning_impl.train.DEFAULT_STEPS_PER_EXECUTION).
+    """
     import lightning as L
 
     from lightning_impl.datamodule import StreetcarDataModule
@@ -438,15 +458,19 @@ def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int)
                                  embedding_dim=hyper.embedding_dim, dropout_rate=hyper.dropout_rate,
                                  output_activation=hyper.output_activation, learning_rate=hyper.learning_rate,
                                  zero_weight=class_weight[0], one_weight=class_weight[1])
+    if steps_per_execution is None:
+        steps_per_execution = product_steps_per_execution()
     datamodule = StreetcarDataModule(dataset, batch_size=hyper.batch_size, batch_order=config.general.batch_order,
-                                     seed=config.general.seed, class_weight=class_weight)
+                                     seed=config.general.seed, class_weight=class_weight,
+                                     steps_per_execution=steps_per_execution)
     return module, datamodule
 
 
 def lightning_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int, timed: int,
-                         accelerator: str = "cpu") -> tuple[Any, Any, Any, list[float], list[float]]:
+                         accelerator: str = "cpu", steps_per_execution: int | None = None
+                         ) -> tuple[Any, Any, Any, list[float], list[float]]:
     """Trainer.fit for warmup + timed epochs: (trainer, module, datamodule, wall and CPU seconds of the timed epochs)."""
-    module, datamodule = lightning_module_and_data(settings, dataset, warmup + timed)
+    module, datamodule = lightning_module_and_data(settings, dataset, warmup + timed, steps_per_execution)
     timer = lightning_epoch_timer()
     trainer = lightning_trainer(settings, accelerator, warmup + timed, [timer], validate_during_fit=False)
     trainer.fit(module, datamodule=datamodule)
@@ -520,8 +544,9 @@ def detached_from_trainer(module):
 def plain_training_steps(module, datamodule, epoch: int, steps: int | None = None) -> tuple[float, float, int]:
     """(wall s, CPU s, steps) of Keras's train step over the same DataLoader, without the Trainer.
 
-    Each step is what Trainer.fit makes the module do: the loss (forward,
-    metric bookkeeping), zero_grad, backward, one SGD step.
+    Each step is what Trainer.fit makes the module do for one batch: the
+    loss (forward, metric bookkeeping), zero_grad, backward, one SGD step
+    (a list of batches from steps_per_execution > 1 is taken batch by batch).
     """
     optimizer = module.configure_optimizers()
     loader = datamodule.train_dataloader()
@@ -531,14 +556,15 @@ def plain_training_steps(module, datamodule, epoch: int, steps: int | None = Non
     done = 0
     with detached_from_trainer(module):
         started, cpu_started = time.perf_counter(), time.process_time()
-        for batch_index, batch in enumerate(loader):
-            if steps is not None and batch_index >= steps:
-                break
-            loss = module.training_step(batch, batch_index)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            done += 1
+        for group in loader:
+            for batch in (group if isinstance(group, list) else (group,)):
+                if steps is not None and done >= steps:
+                    break
+                loss = module.training_step(batch, done)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                done += 1
         module.train_metrics.compute()
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     module.train_metrics.reset()
@@ -573,7 +599,7 @@ def profile_lightning(settings: Mapping[str, Any], module, datamodule, trainer_e
              for epoch in range(int(settings["profile_plain_epochs"]))]
     plain_wall = float(np.median([wall for wall, _ in plain]))
     plain_cpu = float(np.median([cpu for _, cpu in plain]))
-    batches = len(datamodule.train_dataloader())
+    batches = len(datamodule.train_dataloader().sampler)     # SGD steps (batches), not Lightning steps
     return {"plain_loop_epoch_seconds": [wall for wall, _ in plain],
             "plain_loop_epoch_cpu_seconds": [cpu for _, cpu in plain],
             "trainer_epoch_seconds": trainer_epoch_seconds, "trainer_epoch_cpu_seconds": trainer_epoch_cpu_seconds,
@@ -612,10 +638,12 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
     # CPU work runs with the thread count lightning_impl.train sets for CPU training (and
     # lightning_impl.score for scoring): that is the product path being timed.
     cpu_threads = product_cpu_threads()
+    steps_per_execution = product_steps_per_execution()
     with torch_threads(cpu_threads):
         used_threads = torch.get_num_threads()
         say(f"lightning: {settings['warmup_epochs']} warm-up + {settings['timed_epochs']} timed epoch(s) "
-            f"on {train_rows:,} train rows, cpu, {used_threads} torch thread(s)")
+            f"on {train_rows:,} train rows, cpu, {used_threads} torch thread(s), "
+            f"{steps_per_execution} batch(es) per Lightning step")
         trainer, module, datamodule, epoch_seconds, epoch_cpu_seconds = lightning_fit_epochs(
             settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu")
         training_peak = peak_rss_mb()
@@ -637,6 +665,13 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
             scaling.append({"train_rows": rows, "epoch_seconds": seconds, "epoch_cpu_seconds": cpu_seconds})
         scaling.append({"train_rows": train_rows, "epoch_seconds": epoch_seconds,
                         "epoch_cpu_seconds": epoch_cpu_seconds})
+        # The same fit with one Lightning step per batch: what the grouping is worth.
+        one_step = None
+        if steps_per_execution != 1 and settings["one_step_per_batch_check"]:
+            *_, one_wall, one_cpu = lightning_fit_epochs(settings, dataset, settings["warmup_epochs"],
+                                                         settings["timed_epochs"], "cpu", steps_per_execution=1)
+            one_step = {"steps_per_execution": 1, "epoch_seconds": one_wall, "epoch_cpu_seconds": one_cpu}
+            say(f"lightning, one Lightning step per batch: epochs {[round(value, 2) for value in one_wall]} s")
 
     # The same fit with torch's default thread count, to show what the product's setting is worth.
     thread_variant = None
@@ -674,7 +709,8 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
             "epoch_cpu_seconds": epoch_cpu_seconds,
             "validation_seconds": validation_seconds, "validation_rows": int(len(dataset.splits["valid"])),
             "scoring": scoring, "scaling": scaling, "peak_rss_mb": training_peak, "profile": profile,
-            "thread_variant": thread_variant,
+            "thread_variant": thread_variant, "steps_per_execution": steps_per_execution,
+            "one_step_per_batch": one_step,
             "rss_before_training_mb": rss_before_training, "peak_rss_mb_end": peak_rss_mb(), "gpu": gpu,
             "threads": threads, "versions": versions, "dataset": dataset_facts(dataset),
             "load_average": {"before": load_before, "after": load_average()}}

@@ -221,6 +221,16 @@ def profile_lines(result: Mapping[str, Any]) -> list[str]:
             for operator in operators:
                 lines.append(f"  | `{operator['operator']}` | {operator['calls']} | "
                              f"{operator['self_cpu_ms_per_step']:.3f} | {100 * operator['share']:.1f} % |")
+    one_step = result.get("lightning_one_step_per_batch")
+    if one_step and result["epoch_seconds"].get("lightning"):
+        grouped = result.get("lightning_steps_per_execution")
+        lines += ["", f"* **Steps per execution**: lightning_impl.train makes {grouped} SGD updates (batches) per "
+                      f"Lightning training step (`--steps-per-execution`, like Keras's "
+                      f"`compile(steps_per_execution=...)`; the same batches and updates for any value).  With one "
+                      f"Lightning step per batch the same fit takes {number(one_step['epoch_seconds'])} s per epoch "
+                      f"({number(one_step['epoch_cpu_seconds'])} CPU s, {number(one_step['ratio'], 3)}× Keras) "
+                      f"against {number(result['epoch_seconds']['lightning'])} s: the difference is the Trainer's "
+                      f"per-step machinery paid for every batch instead of every {grouped}th."]
     variant = result.get("lightning_thread_variant")
     if variant and result["epoch_seconds"].get("lightning"):
         threads = ((result.get("threads") or {}).get("lightning") or {}).get("intra_op", MISSING)

@@ -132,15 +132,20 @@ class StreetcarClassifier(L.LightningModule):
         metrics.record(loss, probabilities, target, sample_weight)
         return loss
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor:
         """Keras's train step: the batch loss, its gradients, one SGD update; returns the loss.
 
-        Called outside a Trainer (a test comparing one step with Keras) it only
-        computes the loss, as an automatically optimised module would.
+        A list of batches (the data module's steps_per_execution > 1) gets one
+        update per batch, in order, as Keras's compile(steps_per_execution=K)
+        does; the last batch's loss is returned.  Called outside a Trainer (a
+        test comparing one step with Keras) it only computes the loss of a
+        single batch, as an automatically optimised module would.
         """
-        loss = self._shared_step(batch, self.train_metrics)
-        if self._trainer is not None:
-            optimizer = self.optimizers()
+        if self._trainer is None:
+            return self._shared_step(batch, self.train_metrics)
+        optimizer = self.optimizers()
+        for one_batch in (batch if isinstance(batch, list) else (batch,)):
+            loss = self._shared_step(one_batch, self.train_metrics)
             optimizer.zero_grad(set_to_none=True)
             # Under DDP scaled by W * N_local / N_global, so DDP's gradient average is the global
             # batch's gradient (StreetcarNet.split_batches_across); 1.0 in a single process.

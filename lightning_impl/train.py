@@ -73,6 +73,12 @@ PREDICTION_BATCH_ROWS = 131072
 # hand-over costs: on the 2-core machine, with other processes busy, 2 threads made a step
 # ~7x slower than 1 (OpenMP waits for a descheduled worker); 1 thread is never slower.
 DEFAULT_CPU_THREADS = 1
+# SGD updates per Lightning training step (lightning_impl.datamodule, "Steps per execution"):
+# the same batches and updates as 1, with Lightning's per-step machinery (~0.5-1 ms, a third of
+# this model's ~2 ms step on the 2-core CPU) paid once per 8 batches.  Keras's counterpart,
+# compile(steps_per_execution=...), stays at the book's 1 in keras_impl.  --steps-per-execution 1
+# gives one Lightning step per batch (docs/benchmarks.md times both).
+DEFAULT_STEPS_PER_EXECUTION = 8
 
 EPILOG = """\
 examples:
@@ -219,7 +225,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
           devices: str | int = "auto", strategy: str = "auto", num_nodes: int = 1,
           resume: str | Path | None = None, deterministic: bool | None = None,
           initial_weights: Mapping[str, np.ndarray] | None = None, progress_bar: bool | None = None,
-          cpu_threads: int | None = DEFAULT_CPU_THREADS, progress: Callable[[str], None] = say) -> dict[str, Any]:
+          cpu_threads: int | None = DEFAULT_CPU_THREADS, steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
+          progress: Callable[[str], None] = say) -> dict[str, Any]:
     """Run one experiment end to end and return the result object (RESULT_KEYS).
 
     `dataset` skips loading (tests pass a synthetic or pre-loaded one; it is
@@ -232,7 +239,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
     `deterministic` defaults to general.repeatable_run; `progress_bar` to
     "stderr is a terminal and not --json".  `cpu_threads` is torch's
     intra-op thread count while training on a CPU (restored afterwards;
-    None leaves torch's default): see DEFAULT_CPU_THREADS.  Under DDP only process 0 returns
+    None leaves torch's default): see DEFAULT_CPU_THREADS.  `steps_per_execution`: SGD
+    updates per Lightning step (DEFAULT_STEPS_PER_EXECUTION).  Under DDP only process 0 returns
     the full result and writes artefacts.  A NaN/inf loss (or monitored
     value) ends training at that epoch and keeps the best / last finite model
     (result["stop_reason"] says so); Ctrl-C or SIGTERM raise
@@ -312,7 +320,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
                  f"non-trainable {params['non_trainable']:,}")
         # [docs:lightning-datamodule]
         datamodule = StreetcarDataModule(dataset, batch_size=hyper.batch_size, batch_order=config.general.batch_order,
-                                         seed=seed, class_weight=class_weight)
+                                         seed=seed, class_weight=class_weight, steps_per_execution=steps_per_execution)
         # [/docs:lightning-datamodule]
         callbacks = build_lightning_callbacks(settings, config.callbacks, checkpoint_dir)
         if progress_bar is None:
@@ -320,7 +328,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         run_callbacks = build_run_callbacks(settings, run_dir, progress)
         if progress_bar:
             run_callbacks.append(TQDMProgressBar(refresh_rate=20))
-        train_batches = -(-len(dataset.splits["train"]) // hyper.batch_size)
+        # Lightning's training steps per epoch: batches, grouped steps_per_execution at a time.
+        train_batches = -(-(-(-len(dataset.splits["train"]) // hyper.batch_size)) // steps_per_execution)
         # [docs:lightning-trainer]
         trainer = L.Trainer(
             accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
@@ -506,11 +515,15 @@ def build_argument_parser() -> argparse.ArgumentParser:
     group.add_argument("--cpu-threads", type=positive_int, default=DEFAULT_CPU_THREADS, metavar="N",
                        help=f"torch intra-op threads when training on a CPU (default {DEFAULT_CPU_THREADS}: "
                             f"this model's ops are too small to gain from more)")
+    group.add_argument("--steps-per-execution", type=positive_int, default=DEFAULT_STEPS_PER_EXECUTION, metavar="K",
+                       help=f"SGD updates (batches) per Lightning training step, like Keras's "
+                            f"compile(steps_per_execution=K); the same updates for every K, Lightning's per-step "
+                            f"overhead paid once per K batches (default {DEFAULT_STEPS_PER_EXECUTION})")
     return parser
 
 
 RESUME_COMPATIBLE_FLAGS = ("epochs", "json", "resume", "accelerator", "devices", "strategy", "num_nodes",
-                           "deterministic", "cpu_threads")
+                           "deterministic", "cpu_threads", "steps_per_execution")
 
 
 def describe_result(result: Mapping[str, Any]) -> str:
@@ -540,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         request = resolve_run_request(args)
     result = train(request, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
                    num_nodes=args.num_nodes, resume=args.resume, deterministic=True if args.deterministic else None,
-                   cpu_threads=args.cpu_threads)
+                   cpu_threads=args.cpu_threads, steps_per_execution=args.steps_per_execution)
     if "experiment" not in result:  # a DDP helper process: process 0 reports
         return 0
     if request.json:

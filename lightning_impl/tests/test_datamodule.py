@@ -47,6 +47,33 @@ def test_training_batches_follow_the_shared_epoch_permutation(dataset):
     assert not torch.equal(first, collect(loader)[0][0])
 
 
+@pytest.mark.parametrize("group, expected_sizes", [(2, [[1000, 1000], [1000, 600]]), (3, [[1000, 1000, 1000], [600]]),
+                                                  (4, [[1000, 1000, 1000, 600]]), (9, [[1000, 1000, 1000, 600]])])
+def test_steps_per_execution_groups_the_same_training_batches(dataset, group, expected_sizes):
+    def loader_for(steps_per_execution: int):
+        datamodule = StreetcarDataModule(dataset, batch_size=1000, seed=42, class_weight={0: 1.0, 1: 7.5},
+                                         steps_per_execution=steps_per_execution)
+        datamodule.setup("fit")
+        return datamodule
+
+    single, grouped = loader_for(1), loader_for(group)
+    grouped_loader = grouped.train_dataloader()
+    assert len(grouped_loader) == len(expected_sizes)                  # Lightning's steps per epoch
+    for epoch in (0, 2):
+        single_loader = single.train_dataloader()
+        single_loader.sampler.set_epoch(epoch)
+        grouped_loader.sampler.set_epoch(epoch)
+        lists = collect(grouped_loader)
+        assert [[len(batch[0]) for batch in batches] for batches in lists] == expected_sizes
+        flattened = [batch for batches in lists for batch in batches]
+        for mine, reference in zip(flattened, collect(single_loader), strict=True):
+            assert all(torch.equal(a, b) for a, b in zip(mine, reference))
+    # Evaluation is never grouped: validation batches stay single tuples.
+    assert all(isinstance(batch, tuple) for batch in collect(grouped.val_dataloader()))
+    with pytest.raises(ValueError, match="steps_per_execution must be >= 1"):
+        StreetcarDataModule(dataset, steps_per_execution=0)
+
+
 def test_framework_order_is_a_seeded_torch_shuffle_per_epoch(dataset):
     def first_batch(seed: int, epoch: int) -> torch.Tensor:
         datamodule = StreetcarDataModule(dataset, batch_size=500, batch_order="framework", seed=seed)

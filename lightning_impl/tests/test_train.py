@@ -83,6 +83,29 @@ def test_seeded_runs_repeat_exactly(dataset, tmp_path):
     assert hyper["one_weight"] == pytest.approx(dataset.one_weight(0.0, split="train"))
 
 
+def test_steps_per_execution_changes_nothing_but_the_lightning_step_count(dataset, tmp_path):
+    # 3,600 training rows in batches of 500: 8 batches (the last of 100 rows) per epoch.  Grouped
+    # 3 at a time they are 3 Lightning steps (3 + 3 + 2 batches), 8 at a time one step; the SGD
+    # updates, and so every figure and weight, must be those of one Lightning step per batch.
+    epochs, batches_per_epoch = 3, 8
+    results = {}
+    for group in (1, 3, 8):
+        result = train(make_request(tmp_path / f"k{group}", "5", epochs=epochs, patience=10), dataset=dataset,
+                       steps_per_execution=group, **QUIET)
+        last = torch.load(str(Path(result["run_dir"]) / "checkpoints/last.ckpt"), map_location="cpu",
+                          weights_only=True)
+        # Manual optimisation: global_step counts optimizer.step() calls, i.e. SGD updates, for any grouping.
+        assert last["global_step"] == epochs * batches_per_epoch, group
+        assert last["datamodule_hyper_parameters"]["steps_per_execution"] == group
+        results[group] = result
+    reference = results[1]
+    for group in (3, 8):
+        assert results[group]["history"] == reference["history"], group
+        assert results[group]["best_epoch"] == reference["best_epoch"] and results[group]["test"] == reference["test"]
+        state, reference_state = state_of(results[group]["best_checkpoint"]), state_of(reference["best_checkpoint"])
+        assert all(torch.equal(state[name], reference_state[name]) for name in reference_state), group
+
+
 @pytest.mark.parametrize("experiment, monitor, mode", [("4", "val_loss", "min"), ("5", "val_accuracy", "max")])
 def test_best_checkpoint_holds_the_logged_best_epoch(dataset, tmp_path, experiment, monitor, mode):
     result = train(make_request(tmp_path, experiment, epochs=5, patience=5), dataset=dataset, **QUIET)
