@@ -141,6 +141,11 @@ def build_argument_parser() -> argparse.ArgumentParser:
                         help="parent of the per-run directories with checkpoints (default general.out_dir, runs/)")
     parser.add_argument("--accelerator", default="auto", metavar="NAME",
                         help="Lightning accelerator (default auto: a GPU when there is one)")
+    parser.add_argument("--initial-weights", choices=INITIAL_WEIGHTS_CHOICES, default="shared",
+                        help="shared (default): both frameworks of an experiment start from one set of weights "
+                             "drawn from the seed with Keras's initialisers (parity_tests.trajectory."
+                             "shared_initial_weights), so their runs differ only by the frameworks' arithmetic; "
+                             "seeded: each framework draws its own from the seed, as its train command does")
     parser.add_argument("--render-only", action="store_true",
                         help="train nothing: redraw results.md and the PNGs from --out-dir/results.json")
     parser.add_argument("--json", action="store_true", help="print the results object on stdout")
@@ -250,15 +255,21 @@ def run_request(args: argparse.Namespace, experiment: str, table_epochs: int) ->
     return resolve_run_request(namespace)
 
 
+# How the two frameworks of an experiment get their initial weights (--initial-weights).
+INITIAL_WEIGHTS_CHOICES = ("shared", "seeded")
+
+
 def train_one(framework: str, request: RunRequest, dataset, accelerator: str,
-              progress: Callable[[str], None]) -> dict[str, Any]:
+              progress: Callable[[str], None], initial_weights: Mapping[str, np.ndarray] | None = None
+              ) -> dict[str, Any]:
     if framework == "keras":
         from keras_impl.train import train
 
-        return train(request, dataset=dataset, progress=progress)
+        return train(request, dataset=dataset, progress=progress, initial_weights=initial_weights)
     from lightning_impl.train import train
 
-    return train(request, dataset=dataset, accelerator=accelerator, progress_bar=False, progress=progress)
+    return train(request, dataset=dataset, accelerator=accelerator, progress_bar=False, progress=progress,
+                 initial_weights=initial_weights)
 
 
 def free_framework_state(framework: str) -> None:
@@ -641,8 +652,9 @@ WHY = {
                "there (see the epochs at the no-delay level above) but does not stay: unweighted training with "
                "plain SGD is not stable for this model, and val_loss jumps up at some epoch, after which the "
                "model flags many slots as delays (the test counts above) and needs epochs to drift back. The epoch "
-               "of a jump depends on the initial weights and the batch order (the two frameworks start from "
-               "different weights and jump at different epochs), so one 10-epoch run can end on either side; "
+               "of a jump depends on the initial weights, the batch order and float32 rounding (the frameworks' "
+               "sums differ in the last bits, and plain SGD on this unstable objective lets that grow over "
+               "epochs), so one 10-epoch run can end on either side; "
                "the book's ended on the quiet side. The activation also differs: Keras 3's hard_sigmoid "
                "relu6(x+3)/6 has slope 1/6 and is flat beyond |x| = 3, the book's Keras 2 clip(0.2x+0.5) has "
                "slope 0.2 and is flat beyond |x| = 2.5, which changes where the output sits after each step.",
@@ -733,11 +745,20 @@ SETUP_DIFFERENCES = [
     "padding two months of slots that are all \"no delay\".",
     "**Rows kept.** Rows with a vehicle number outside the fleet ranges are kept (the vehicle is not a feature "
     "and the delay happened; `data.drop_bad_vehicles`), so there are slightly more delay slots than in the book.",
-    "**One seed, one run per framework.** Each framework draws its own initial weights from the seed, so the "
-    "two runs of an experiment start apart, and both the unweighted and the weighted training swing from epoch "
-    "to epoch: one run's last epoch is a noisy measurement (see *Keras 3 vs Lightning* for how far the two "
-    "runs ended apart). The book's figures are single runs too.",
+    "**One seed, one run per framework.** Both the unweighted and the weighted training swing from epoch to "
+    "epoch: one run's last epoch is a noisy measurement (see *Keras 3 vs Lightning* for how far the two runs "
+    "ended apart). The book's figures are single runs too.",
 ]
+
+
+def initial_weights_sentence(settings: Mapping[str, Any]) -> str:
+    """How the runs of one experiment got their initial weights (--initial-weights; older results: seeded)."""
+    if settings.get("initial_weights", "seeded") == "shared":
+        return ("Both frameworks of an experiment start from the same initial weights (drawn once from the seed "
+                "with Keras's initialisers, `--initial-weights shared`) and see identical batches (shared batch "
+                "order), so their runs differ only by the frameworks' float32 arithmetic")
+    return ("Both frameworks train from their own seeded initial weights (`--initial-weights seeded`) on "
+            "identical batches (shared batch order), so the two runs of an experiment start apart")
 
 
 def trends_section(results: Mapping[str, Any]) -> list[str]:
@@ -770,9 +791,9 @@ def trends_section(results: Mapping[str, Any]) -> list[str]:
     agreement = framework_agreement(results)
     if agreement:
         lines += ["### Keras 3 vs Lightning", "",
-                  "Both frameworks train from their own seeded initial weights on identical batches (shared batch "
-                  "order); the numeric parity with copied weights is proven in `parity_tests/` — here the "
-                  "question is only whether the two independent runs tell the same story.", "", *agreement, ""]
+                  f"{initial_weights_sentence(results['settings'])}; the numeric parity with copied weights is "
+                  f"proven in `parity_tests/` — here the question is whether the two full-data runs tell the "
+                  f"same story.", "", *agreement, ""]
     return lines
 
 
@@ -797,7 +818,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
              + (f", {load_end} at the end" if load_end else "") + f"; {machine['platform']}, Python "
              f"{machine['python']}, " + ", ".join(f"{name} {version}" for name, version in machine["versions"].items()),
              f"- Settings: seed {settings['seed']}, batch order `{settings['batch_order']}`, output activation "
-             f"`{settings['output_activation']}`, {rows_text}, patience {patience_text}, epochs {epochs_text}.",
+             f"`{settings['output_activation']}`, {rows_text}, patience {patience_text}, epochs {epochs_text}, "
+             f"initial weights `{settings.get('initial_weights', 'seeded')}`.",
              ]
     if settings["epochs_cap"] is not None or settings["patience"] is not None or settings["sample_rows"] is not None:
         lines.append(f"- **{scope_note(settings)[0].upper() + scope_note(settings)[1:]}.**")
@@ -899,7 +921,8 @@ def build_report(args: argparse.Namespace, argv: Sequence[str], progress: Callab
         "settings": {"experiments": list(args.experiments), "frameworks": list(args.frameworks),
                      "epochs_cap": args.epochs, "patience": args.patience, "sample_rows": args.sample_rows,
                      "seed": first.config.general.seed, "batch_order": first.config.general.batch_order,
-                     "output_activation": first.config.hyperparameters.output_activation},
+                     "output_activation": first.config.hyperparameters.output_activation,
+                     "initial_weights": args.initial_weights},
         "dataset": dataset_facts(dataset),
     }
     for experiment in args.experiments:
@@ -915,10 +938,16 @@ def build_report(args: argparse.Namespace, argv: Sequence[str], progress: Callab
         runs: dict[str, Any] = {}
         one_weight = (dataset.one_weight(request.config.hyperparameters.one_weight_offset, split="train")
                       if settings.one_weight == "balanced" else float(settings.one_weight))
+        initial_weights = None
+        if args.initial_weights == "shared":
+            from parity_tests.trajectory import shared_initial_weights
+
+            initial_weights = shared_initial_weights(dataset.vocab_sizes, request.config.general.seed,
+                                                     request.config.hyperparameters.embedding_dim)
         for framework in args.frameworks:
             progress(f"report: experiment {experiment} ({settings.description}), {framework}, "
                      f"{settings.epochs} epoch(s); {time.perf_counter() - started:.0f} s so far")
-            result = train_one(framework, request, dataset, args.accelerator, progress)
+            result = train_one(framework, request, dataset, args.accelerator, progress, initial_weights)
             runs[framework] = summarize_run(result, one_weight)
             free_framework_state(framework)
             summary = runs[framework]

@@ -79,6 +79,14 @@ def test_figures_are_consistent(sample_report):
             assert summary["val_accuracy_terminal"] == history[-1], where
             assert summary["val_accuracy_best"] == max(history) >= summary["val_accuracy_terminal"], where
             assert summary["seconds"] > 0, where
+    # --initial-weights shared (the default): both frameworks start from the same weights and see the
+    # same batches, so their first epoch's validation figures agree to float32 accumulation error
+    # (the trajectory tests' tolerance, parity_tests/test_trajectories.py).
+    assert results["settings"]["initial_weights"] == "shared"
+    for experiment, runs in results["experiments"].items():
+        keras_history, lightning_history = runs["keras"]["history"], runs["lightning"]["history"]
+        assert lightning_history["val_loss"][0] == pytest.approx(keras_history["val_loss"][0], rel=1e-4), experiment
+        assert lightning_history["val_accuracy"][0] == pytest.approx(keras_history["val_accuracy"][0], abs=1e-4)
     # Experiment 1 is unweighted, experiment 5 uses the balanced weight of the sampled train split.
     assert results["experiments"]["1"]["keras"]["one_weight"] == 1.0
     assert results["experiments"]["5"]["keras"]["one_weight"] > 10
