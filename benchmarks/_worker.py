@@ -87,6 +87,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "profile_steps": 100,           # training steps under the torch profiler
     "thread_variant_check": False,  # time the Lightning fit again with torch's default thread count
     "one_step_per_batch_check": True,  # time the Lightning fit again with steps_per_execution 1
+    "pace_dir": None,               # set by benchmarks.run: the folder of the epoch-by-epoch pacing files
 }
 
 
@@ -99,6 +100,64 @@ def resolve_settings(given: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown benchmark setting(s) {', '.join(unknown)}; valid: {', '.join(DEFAULT_SETTINGS)}")
     return {**DEFAULT_SETTINGS, **given}
+
+
+# --------------------------------------------------------------------------
+# Pacing: the two frameworks' training epochs, alternated by benchmarks.run
+# --------------------------------------------------------------------------
+#
+# The Keras and Lightning workers run at the same time, but their training
+# epochs take turns: before each epoch a worker writes "at-<framework>-<step>"
+# into the pace folder and waits for benchmarks.run to write
+# "go-<framework>-<step>"; the parent lets one worker run one epoch while the
+# other waits.  After its last paced epoch a worker waits at step "rest"
+# until the parent lets it finish (validation, scoring, scaling), one worker
+# after the other.  So the epochs of the two frameworks are timed in
+# alternation, under the same machine conditions, and never overlap - a
+# shared or throttled CPU moves both sides of the ratio alike instead of
+# whichever phase happened to run second.
+
+PACE_POLL_SECONDS = 0.002
+# {framework: [(start, end) Unix time of every epoch of the paced fit, warm-up included]}
+PACED_INTERVALS: dict[str, list[tuple[float, float]]] = {}
+PACE_TIMEOUT_SECONDS = 3600.0
+
+
+def pace_point(settings: Mapping[str, Any], framework: str, step: str) -> None:
+    """Announce `step` and block until benchmarks.run releases it (no-op without a pace folder)."""
+    folder = settings.get("pace_dir")
+    if not folder:
+        return
+    folder = Path(folder)
+    (folder / f"at-{framework}-{step}").touch()
+    release = folder / f"go-{framework}-{step}"
+    deadline = time.monotonic() + PACE_TIMEOUT_SECONDS
+    while not release.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"benchmark pacing: {release} did not appear within {PACE_TIMEOUT_SECONDS:.0f} s")
+        time.sleep(PACE_POLL_SECONDS)
+
+
+def keras_pacer(settings: Mapping[str, Any]):
+    """A Keras callback that waits for its turn before every epoch (listed before the timer)."""
+    import keras
+
+    class Pacer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            pace_point(settings, "keras", str(epoch))
+
+    return Pacer()
+
+
+def lightning_pacer(settings: Mapping[str, Any]):
+    """A Lightning callback that waits for its turn before every training epoch (listed before the timer)."""
+    import lightning as L
+
+    class Pacer(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            pace_point(settings, "lightning", str(trainer.current_epoch))
+
+    return Pacer()
 
 
 # --------------------------------------------------------------------------
@@ -250,20 +309,23 @@ def keras_epoch_timer():
             super().__init__()
             self.seconds: list[float] = []
             self.cpu_seconds: list[float] = []      # process CPU time, all threads: less moved by neighbours
-            self._started = self._cpu_started = 0.0
+            self.intervals: list[tuple[float, float]] = []   # (start, end) Unix time: comparable across processes
+            self._started = self._cpu_started = self._clock = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
+            self._clock = time.time()
             self._started, self._cpu_started = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._started)
             self.cpu_seconds.append(time.process_time() - self._cpu_started)
+            self.intervals.append((self._clock, time.time()))
 
     return EpochTimer()
 
 
 def keras_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int,
-                     timed: int) -> tuple[Any, list[float], list[float]]:
+                     timed: int, paced: bool = False) -> tuple[Any, list[float], list[float]]:
     """Fit a fresh model for warmup + timed epochs on the train split: (model, wall and CPU seconds of the timed epochs)."""
     from keras_impl.data import build_fit_arguments
     from keras_impl.runtime import make_repeatable
@@ -282,7 +344,9 @@ def keras_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int,
     arguments.pop("validation_data")
     arguments.pop("validation_batch_size")
     timer = keras_epoch_timer()
-    model.fit(**arguments, callbacks=[timer], verbose=0)
+    model.fit(**arguments, callbacks=[keras_pacer(settings), timer] if paced else [timer], verbose=0)
+    if paced:
+        PACED_INTERVALS["keras"] = timer.intervals
     return model, timer.seconds[warmup:], timer.cpu_seconds[warmup:]
 
 
@@ -354,8 +418,9 @@ def run_keras(settings: Mapping[str, Any]) -> dict[str, Any]:
         say(f"keras: {settings['warmup_epochs']} warm-up + {settings['timed_epochs']} timed epoch(s) "
             f"on {train_rows:,} train rows, device {device}")
         model, epoch_seconds, epoch_cpu_seconds = keras_fit_epochs(settings, dataset, settings["warmup_epochs"],
-                                                                   settings["timed_epochs"])
+                                                                   settings["timed_epochs"], paced=True)
         training_peak = peak_rss_mb()
+        pace_point(settings, "keras", "rest")
         say(f"keras: epochs {[round(value, 2) for value in epoch_seconds]} s; validation pass")
         validation_seconds = run_keras_validation(settings, model, dataset)
         say(f"keras: validation {[round(value, 2) for value in validation_seconds]} s; scoring")
@@ -396,14 +461,17 @@ def lightning_epoch_timer():
             super().__init__()
             self.seconds: list[float] = []
             self.cpu_seconds: list[float] = []      # process CPU time, all threads: less moved by neighbours
-            self._started = self._cpu_started = 0.0
+            self.intervals: list[tuple[float, float]] = []   # (start, end) Unix time: comparable across processes
+            self._started = self._cpu_started = self._clock = 0.0
 
         def on_train_epoch_start(self, trainer, pl_module):
+            self._clock = time.time()
             self._started, self._cpu_started = time.perf_counter(), time.process_time()
 
         def on_train_epoch_end(self, trainer, pl_module):
             self.seconds.append(time.perf_counter() - self._started)
             self.cpu_seconds.append(time.process_time() - self._cpu_started)
+            self.intervals.append((self._clock, time.time()))
 
     return EpochTimer()
 
@@ -467,13 +535,16 @@ def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int,
 
 
 def lightning_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int, timed: int,
-                         accelerator: str = "cpu", steps_per_execution: int | None = None
+                         accelerator: str = "cpu", steps_per_execution: int | None = None, paced: bool = False
                          ) -> tuple[Any, Any, Any, list[float], list[float]]:
     """Trainer.fit for warmup + timed epochs: (trainer, module, datamodule, wall and CPU seconds of the timed epochs)."""
     module, datamodule = lightning_module_and_data(settings, dataset, warmup + timed, steps_per_execution)
     timer = lightning_epoch_timer()
-    trainer = lightning_trainer(settings, accelerator, warmup + timed, [timer], validate_during_fit=False)
+    callbacks = [lightning_pacer(settings), timer] if paced else [timer]
+    trainer = lightning_trainer(settings, accelerator, warmup + timed, callbacks, validate_during_fit=False)
     trainer.fit(module, datamodule=datamodule)
+    if paced:
+        PACED_INTERVALS["lightning"] = timer.intervals
     return trainer, module, datamodule, timer.seconds[warmup:], timer.cpu_seconds[warmup:]
 
 
@@ -645,8 +716,9 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
             f"on {train_rows:,} train rows, cpu, {used_threads} torch thread(s), "
             f"{steps_per_execution} batch(es) per Lightning step")
         trainer, module, datamodule, epoch_seconds, epoch_cpu_seconds = lightning_fit_epochs(
-            settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu")
+            settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu", paced=True)
         training_peak = peak_rss_mb()
+        pace_point(settings, "lightning", "rest")
         say(f"lightning: epochs {[round(value, 2) for value in epoch_seconds]} s; validation pass")
         validation_seconds = run_lightning_validation(settings, module, datamodule, "cpu")
         say(f"lightning: validation {[round(value, 2) for value in validation_seconds]} s; scoring")
@@ -734,6 +806,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     result = PHASES[arguments.phase](settings)
     result["phase_seconds"] = time.perf_counter() - started
+    if arguments.phase in PACED_INTERVALS:
+        result["paced_epoch_intervals"] = PACED_INTERVALS[arguments.phase]
     result["python"] = platform.python_version()
     Path(arguments.result).write_text(json.dumps(result, indent=1), encoding="utf-8")
     return 0

@@ -346,8 +346,16 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         "## How it is measured",
         "",
-        "* Each phase (prepare, Keras, Lightning) runs in its own Python process, one after the other, so "
-        "TensorFlow and torch never share threads or memory.",
+        "* Each phase (prepare, Keras, Lightning) runs in its own Python process, so TensorFlow and torch "
+        "never share threads or memory.  The Keras and Lightning processes start together and their training "
+        "epochs take turns: one trains while the other waits, and which goes first alternates epoch by epoch, "
+        "so both sides of the ratio are timed under the same machine conditions (on this shared machine the "
+        "CPU's speed drifts over minutes; timing one framework's epochs after the other's moved the ratio by a "
+        "third between runs).  Validation, scoring and scaling then run in one process at a time.",
+        "* Lightning trains with the product's settings: one torch thread on a CPU and "
+        f"{result.get('lightning_steps_per_execution') or 1} SGD updates per Lightning step "
+        "(`lightning_impl.train --steps-per-execution`; the same updates for any value); Keras with the book's "
+        "`compile()` defaults (one batch per step of its compiled loop) and TensorFlow's default threads.",
         "* Epochs: a callback records each epoch's wall time (Keras `on_epoch_begin` → `on_epoch_end`, Lightning "
         "`on_train_epoch_start` → `on_train_epoch_end`) inside a real `Model.fit` / `Trainer.fit` of the "
         "project's model and data feeding; validation is off during fit, so an epoch is training only, and the "

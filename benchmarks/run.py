@@ -21,8 +21,13 @@ repetitions after a warm-up:
 * the device, the library versions and the machine.
 
 Each phase (prepare, keras, lightning) runs in its own subprocess
-(benchmarks._worker), one after the other, so the frameworks never share
-threads or memory; the parent also polls each subprocess's resident memory
+(benchmarks._worker), so the frameworks never share threads or memory.  The
+keras and lightning processes start together and their training epochs take
+turns (one trains while the other waits; which goes first alternates epoch by
+epoch), so both sides of the ratio are timed under the same machine
+conditions - on a shared or throttled CPU, timing one framework's epochs
+after the other's moved the ratio by a third between runs.  Each then finishes
+its own validation, scoring and scaling alone.  The parent also polls each subprocess's resident memory
 (with its children) with psutil as a cross-check of the worker's own
 getrusage figure.  With a GPU visible to torch, the Lightning side is timed on
 it too (reported as an extra column; the ratio stays CPU vs CPU).
@@ -94,6 +99,7 @@ FULL_SETTINGS: dict[str, Any] = {
 SCALING_FRACTIONS = (0.25, 0.5)
 RSS_POLL_SECONDS = 0.1
 WORKER_TIMEOUT_SECONDS = 3600
+PACE_POLL_SECONDS = 0.005
 
 
 def say(message: str) -> None:
@@ -140,32 +146,101 @@ class TreeMemorySampler(threading.Thread):
         return self.peak_mb
 
 
+class PhaseProcess:
+    """One `python -m benchmarks._worker PHASE` process, its memory sampler and its result file."""
+
+    def __init__(self, phase: str, settings: Mapping[str, Any], folder: Path) -> None:
+        self.phase = phase
+        self.result_path = folder / f"{phase}-result.json"
+        command = [sys.executable, "-m", "benchmarks._worker", phase, "--settings", json.dumps(dict(settings)),
+                   "--result", str(self.result_path)]
+        self.started = time.perf_counter()
+        # The worker's stdout (Keras and Lightning print there) joins our stderr: stdout is --json's.
+        self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=sys.stderr, stderr=sys.stderr,
+                                        env=worker_environment())
+        self.sampler = TreeMemorySampler(self.process.pid)
+        self.sampler.start()
+
+    def check_running(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            self.sampler.stop()
+            raise RuntimeError(f"the {self.phase} phase ended early (exit status {code}); its messages are above")
+
+    def finish(self) -> dict[str, Any]:
+        try:
+            code = self.process.wait(timeout=WORKER_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"the {self.phase} phase ran past {WORKER_TIMEOUT_SECONDS} s and was stopped")
+        finally:
+            polled_peak = self.sampler.stop()
+        if code != 0:
+            raise RuntimeError(f"the {self.phase} phase failed (exit status {code}); its messages are above")
+        result = json.loads(self.result_path.read_text(encoding="utf-8"))
+        result["polled_peak_rss_mb"] = polled_peak
+        result["process_seconds"] = time.perf_counter() - self.started
+        return result
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 def run_phase(phase: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Run one phase in a fresh `python -m benchmarks._worker` process; its result plus the polled peak RSS."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{phase}-") as folder:
-        result_path = Path(folder) / "result.json"
-        command = [sys.executable, "-m", "benchmarks._worker", phase, "--settings", json.dumps(dict(settings)),
-                   "--result", str(result_path)]
-        started = time.perf_counter()
-        # The worker's stdout (Keras and Lightning print there) joins our stderr: stdout is --json's.
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=sys.stderr, stderr=sys.stderr,
-                                   env=worker_environment())
-        sampler = TreeMemorySampler(process.pid)
-        sampler.start()
+        worker = PhaseProcess(phase, settings, Path(folder))
         try:
-            code = process.wait(timeout=WORKER_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"the {phase} phase ran past {WORKER_TIMEOUT_SECONDS} s and was stopped")
+            return worker.finish()
         finally:
-            polled_peak = sampler.stop()
-        if code != 0:
-            raise RuntimeError(f"the {phase} phase failed (exit status {code}); its messages are above")
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-    result["polled_peak_rss_mb"] = polled_peak
-    result["process_seconds"] = time.perf_counter() - started
-    return result
+            worker.kill()
+
+
+def wait_for_pace_point(folder: Path, worker: PhaseProcess, step: str) -> None:
+    """Block until `worker` has announced `step` (benchmarks._worker.pace_point); fail if it died instead."""
+    marker = folder / f"at-{worker.phase}-{step}"
+    deadline = time.monotonic() + WORKER_TIMEOUT_SECONDS
+    while not marker.exists():
+        worker.check_running()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the {worker.phase} phase did not reach {step!r} within {WORKER_TIMEOUT_SECONDS} s")
+        time.sleep(PACE_POLL_SECONDS)
+
+
+def run_paced_training_phases(keras_settings: Mapping[str, Any], lightning_settings: Mapping[str, Any],
+                              epochs: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keras and lightning phases at once, their training epochs taking turns (see _worker's pacing).
+
+    Both workers load data and build their models side by side, then wait
+    before epoch 0.  Epoch by epoch, one worker trains while the other waits;
+    which goes first alternates, so a drift of the machine's speed during
+    the run favours neither.  Then Keras finishes its phase alone (validation,
+    scoring, scaling) and Lightning after it.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-paced-") as name:
+        folder = Path(name)
+        workers = {phase: PhaseProcess(phase, {**settings, "pace_dir": str(folder)}, folder)
+                   for phase, settings in (("keras", keras_settings), ("lightning", lightning_settings))}
+        try:
+            for worker in workers.values():
+                wait_for_pace_point(folder, worker, "0")
+            order = ["keras", "lightning"]
+            for epoch in range(epochs):
+                following = str(epoch + 1) if epoch + 1 < epochs else "rest"
+                for phase in (order if epoch % 2 == 0 else order[::-1]):
+                    (folder / f"go-{phase}-{epoch}").touch()
+                    wait_for_pace_point(folder, workers[phase], following)
+                say(f"paced epoch {epoch + 1}/{epochs} done in both frameworks")
+            results = {}
+            for phase in order:
+                (folder / f"go-{phase}-rest").touch()
+                results[phase] = workers[phase].finish()
+            return results["keras"], results["lightning"]
+        finally:
+            for worker in workers.values():
+                worker.kill()
 
 
 def worker_environment() -> dict[str, str]:
@@ -521,7 +596,18 @@ def run_benchmark(arguments: argparse.Namespace, command: str) -> dict[str, Any]
     load = {"start": load_average()}
     say(f"{mode} run: phases {', '.join(phases_to_run)}; load average {load['start']}")
     results: dict[str, Any] = {name: None for name in PHASES}
+    paced = "keras" in phases_to_run and "lightning" in phases_to_run
     for phase in phases_to_run:
+        if paced and phase == "keras":
+            say("--- keras and lightning (one process each), training epochs taking turns")
+            epochs = settings["warmup_epochs"] + settings["timed_epochs"]
+            results["keras"], results["lightning"] = run_paced_training_phases(
+                phase_settings("keras", settings, arguments.quick),
+                phase_settings("lightning", settings, arguments.quick), epochs)
+            load["keras"], load["lightning"] = (results[name].get("load_average") for name in ("keras", "lightning"))
+            continue
+        if paced and phase == "lightning":
+            continue
         say(f"--- {phase} (own process)")
         results[phase] = run_phase(phase, phase_settings(phase, settings, arguments.quick))
         load[phase] = results[phase].get("load_average")

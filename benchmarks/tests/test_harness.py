@@ -276,5 +276,14 @@ def test_tiny_real_run_prints_the_json_schema_and_writes_the_page(tmp_path):
     assert result["train_rows"] == result["details"]["keras"]["dataset"]["splits"]["train"]
     assert result["device"].startswith("cpu") or "gpu" in result["device"]
     assert len(result["scaling"]["lightning"]["points"]) == 3
+    # The training epochs took turns: warm-up + timed = 2 paced epochs each, never overlapping, in the
+    # order keras, lightning (epoch 0), then lightning, keras (epoch 1).
+    keras_epochs = result["details"]["keras"]["paced_epoch_intervals"]
+    lightning_epochs = result["details"]["lightning"]["paced_epoch_intervals"]
+    assert len(keras_epochs) == len(lightning_epochs) == 2
+    timeline = sorted([(start, end, "keras") for start, end in keras_epochs]
+                      + [(start, end, "lightning") for start, end in lightning_epochs])
+    assert [name for *_, name in timeline] == ["keras", "lightning", "lightning", "keras"]
+    assert all(earlier[1] <= later[0] for earlier, later in zip(timeline, timeline[1:]))
     text = page.read_text()
     assert "--sample-rows 20000" in text and f"{result['epoch_seconds']['keras']:,.2f}" in text
