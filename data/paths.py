@@ -6,6 +6,10 @@ folder that does not exist is an error, never a silent fall-through):
     1. an explicit `raw_dir` argument (the `--raw-dir` flag, or `data.raw_dir` in the config)
     2. the environment variable STREETCAR_RAW_DIR
     3. <project>/data/raw/          (where `python -m data.fetch` downloads to)
+    4. <project>/../shared/data/ttc-streetcar-delay/, only when data/raw/ holds
+       no workbooks and that folder does: where the team's machines and CI
+       keep the workbooks, so `python -m lightning_impl.train` works there
+       with no flag and no variable
 
     from data.paths import find_raw_files
     files = find_raw_files()          # sorted list of .xlsx paths, or ValueError saying what was looked for
@@ -22,6 +26,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RAW_DIR = PROJECT_ROOT / "data" / "raw"
 DEFAULT_CACHE_DIR = PROJECT_ROOT / "data" / "processed"
+SHARED_RAW_DIR = PROJECT_ROOT.parent / "shared" / "data" / "ttc-streetcar-delay"
 RAW_DIR_ENVIRONMENT_VARIABLE = "STREETCAR_RAW_DIR"
 # calamine reads both; the portal publishes .xlsx.
 WORKBOOK_SUFFIXES = (".xlsx", ".xls")
@@ -34,7 +39,13 @@ def resolve_raw_dir(raw_dir: str | os.PathLike | None = None) -> tuple[Path, str
     from_environment = os.environ.get(RAW_DIR_ENVIRONMENT_VARIABLE, "")
     if from_environment:
         return Path(from_environment).expanduser(), f"${RAW_DIR_ENVIRONMENT_VARIABLE}"
+    if not holds_workbooks(DEFAULT_RAW_DIR) and holds_workbooks(SHARED_RAW_DIR):
+        return SHARED_RAW_DIR, "the shared folder beside the project (data/raw/ holds no workbooks)"
     return DEFAULT_RAW_DIR, "the default data/raw/"
+
+
+def holds_workbooks(folder: Path) -> bool:
+    return folder.is_dir() and bool(list_workbooks(folder))
 
 
 def is_workbook_name(path: Path) -> bool:
@@ -53,7 +64,7 @@ def find_raw_files(raw_dir: str | os.PathLike | None = None) -> list[Path]:
     folder, source = resolve_raw_dir(raw_dir)
     looked_for = (f"looked for {' / '.join('*' + suffix for suffix in WORKBOOK_SUFFIXES)} in {folder} "
                   f"(chosen by {source}; precedence: --raw-dir > ${RAW_DIR_ENVIRONMENT_VARIABLE} > "
-                  f"{DEFAULT_RAW_DIR})")
+                  f"{DEFAULT_RAW_DIR} > {SHARED_RAW_DIR})")
     hint = "run `python -m data.fetch` or point --raw-dir / $STREETCAR_RAW_DIR at the TTC workbooks"
     if not folder.exists():
         raise ValueError(f"raw data folder not found: {looked_for}; {hint}")

@@ -16,11 +16,28 @@ def test_explicit_argument_beats_environment(tmp_path, monkeypatch):
     assert resolve_raw_dir(None)[0] == tmp_path / "b"
 
 
-def test_default_is_project_data_raw(monkeypatch):
+def test_default_is_project_data_raw(tmp_path, monkeypatch):
     monkeypatch.delenv("STREETCAR_RAW_DIR", raising=False)
+    monkeypatch.setattr(paths, "SHARED_RAW_DIR", tmp_path / "no-shared-folder")
     folder, source = resolve_raw_dir(None)
     assert folder == Path(paths.__file__).resolve().parents[1] / "data" / "raw"
     assert "default" in source
+
+
+def test_shared_folder_is_the_fallback_only_when_data_raw_is_empty(tmp_path, monkeypatch):
+    monkeypatch.delenv("STREETCAR_RAW_DIR", raising=False)
+    project_raw, shared = tmp_path / "data" / "raw", tmp_path / "shared"
+    project_raw.mkdir(parents=True)
+    shared.mkdir()
+    (shared / "ttc-2014.xlsx").write_bytes(b"x")
+    monkeypatch.setattr(paths, "DEFAULT_RAW_DIR", project_raw)
+    monkeypatch.setattr(paths, "SHARED_RAW_DIR", shared)
+    folder, source = resolve_raw_dir(None)
+    assert folder == shared and "shared" in source
+    (project_raw / "ttc-2015.xlsx").write_bytes(b"x")                    # data/raw/ has workbooks: it wins
+    assert resolve_raw_dir(None)[0] == project_raw
+    monkeypatch.setenv("STREETCAR_RAW_DIR", str(tmp_path / "elsewhere"))  # a named folder always wins
+    assert resolve_raw_dir(None)[0] == tmp_path / "elsewhere"
 
 
 def test_lists_only_workbooks_sorted(tmp_path):
