@@ -37,7 +37,9 @@ framework-neutral part of it:
   real run misbehave on cue; nothing reads them unless they are set:
 
       STREETCAR_FAULT_PAUSE_AT=EPOCH:BATCH   before training batch BATCH of epoch EPOCH (0-based),
-                                             write the marker file and wait to be killed
+                                             write the marker file and wait to be killed (Lightning:
+                                             before training step BATCH, a group of --steps-per-execution
+                                             batches)
       STREETCAR_FAULT_MARKER=PATH            the marker file (default RUN_DIR/fault-paused)
       STREETCAR_FAULT_NAN_AT_EPOCH=EPOCH     at the start of epoch EPOCH, set the output bias to NaN
 """
