@@ -300,26 +300,40 @@ def run_prepare(settings: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
+class EpochClock:
+    """Wall time, process CPU time (all threads: less moved by neighbours) and the Unix-time interval
+    (comparable across processes) of each epoch; the framework callbacks below call start / stop."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
+        self.intervals: list[tuple[float, float]] = []
+        self._clock = self._started = self._cpu_started = 0.0
+
+    def start(self) -> None:
+        self._clock = time.time()
+        self._started, self._cpu_started = time.perf_counter(), time.process_time()
+
+    def stop(self) -> None:
+        self.seconds.append(time.perf_counter() - self._started)
+        self.cpu_seconds.append(time.process_time() - self._cpu_started)
+        self.intervals.append((self._clock, time.time()))
+
+
 def keras_epoch_timer():
-    """A Keras callback that records the wall time of each epoch (on_epoch_begin -> on_epoch_end)."""
+    """A Keras callback that times each epoch (on_epoch_begin -> on_epoch_end) on an EpochClock."""
     import keras
 
-    class EpochTimer(keras.callbacks.Callback):
+    class EpochTimer(keras.callbacks.Callback, EpochClock):
         def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-            self.cpu_seconds: list[float] = []      # process CPU time, all threads: less moved by neighbours
-            self.intervals: list[tuple[float, float]] = []   # (start, end) Unix time: comparable across processes
-            self._started = self._cpu_started = self._clock = 0.0
+            keras.callbacks.Callback.__init__(self)
+            EpochClock.__init__(self)
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._clock = time.time()
-            self._started, self._cpu_started = time.perf_counter(), time.process_time()
+            self.start()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._started)
-            self.cpu_seconds.append(time.process_time() - self._cpu_started)
-            self.intervals.append((self._clock, time.time()))
+            self.stop()
 
     return EpochTimer()
 
@@ -453,25 +467,19 @@ def run_keras(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lightning_epoch_timer():
-    """A Lightning callback that records the wall time of each training epoch (start -> end hook)."""
+    """A Lightning callback that times each training epoch (start -> end hook) on an EpochClock."""
     import lightning as L
 
-    class EpochTimer(L.Callback):
+    class EpochTimer(L.Callback, EpochClock):
         def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-            self.cpu_seconds: list[float] = []      # process CPU time, all threads: less moved by neighbours
-            self.intervals: list[tuple[float, float]] = []   # (start, end) Unix time: comparable across processes
-            self._started = self._cpu_started = self._clock = 0.0
+            L.Callback.__init__(self)
+            EpochClock.__init__(self)
 
         def on_train_epoch_start(self, trainer, pl_module):
-            self._clock = time.time()
-            self._started, self._cpu_started = time.perf_counter(), time.process_time()
+            self.start()
 
         def on_train_epoch_end(self, trainer, pl_module):
-            self.seconds.append(time.perf_counter() - self._started)
-            self.cpu_seconds.append(time.process_time() - self._cpu_started)
-            self.intervals.append((self._clock, time.time()))
+            self.stop()
 
     return EpochTimer()
 

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from benchmarks.summary import describe_growth, fit_line, latency_percentiles, ratio, summarize_samples
+from configs.cli import positive_int
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "benchmarks.md"
@@ -495,16 +496,6 @@ def explain_misses(result: Mapping[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return value
 
 
 def build_argument_parser() -> argparse.ArgumentParser:

@@ -114,6 +114,22 @@ def read_history_csv(path: str | Path) -> dict[str, list[float]]:
     return {k: [float(row[k]) for row in rows] for k in keys}
 
 
+def describe_result(result: Mapping[str, Any]) -> str:
+    """The trainers' closing lines for a RESULT_KEYS object (both frameworks print the same)."""
+    test = result["test"]
+    lines = [f"experiment {result['experiment']}: {result['epochs_run']} epoch(s) in {result['seconds']:.1f} s "
+             f"on {result['device']}"]
+    if result["best_epoch"] is not None:
+        lines.append(f"kept epoch {result['best_epoch'] + 1} ({result['monitor']} = {result['best_value']:.5f}): "
+                     f"{result['best_checkpoint']}")
+    if "val_accuracy" in result["history"]:
+        lines.append(f"terminal val_accuracy {result['history']['val_accuracy'][-1]:.5f}")
+    lines.append(f"test: accuracy {test['accuracy']:.5f}, recall {test['recall']:.5f}, "
+                 f"false negatives {test['false_negatives']}, confusion matrix {test['confusion_matrix']}")
+    lines.append(f"run dir: {result['run_dir']}")
+    return "\n".join(lines)
+
+
 def summarize_test(y_true: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
     """Test-split figures the book reports: accuracy, recall, false negatives, confusion matrix.
 

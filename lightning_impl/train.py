@@ -57,7 +57,7 @@ import numpy as np
 
 from configs.cli import RunRequest, add_common_arguments, positive_int, resolve_run_request
 from data.dataset import PreparedDataset
-from experiment.artifacts import RESULT_KEYS, create_run_dir, summarize_test, write_run_artifacts
+from experiment.artifacts import RESULT_KEYS, create_run_dir, describe_result, summarize_test, write_run_artifacts
 from experiment.console import emit_json, run_main, say
 
 FRAMEWORK = "lightning"
@@ -524,21 +524,6 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 RESUME_COMPATIBLE_FLAGS = ("epochs", "json", "resume", "accelerator", "devices", "strategy", "num_nodes",
                            "deterministic", "cpu_threads", "steps_per_execution")
-
-
-def describe_result(result: Mapping[str, Any]) -> str:
-    test = result["test"]
-    lines = [f"experiment {result['experiment']}: {result['epochs_run']} epoch(s) in {result['seconds']:.1f} s "
-             f"on {result['device']}"]
-    if result["best_epoch"] is not None:
-        lines.append(f"kept epoch {result['best_epoch'] + 1} ({result['monitor']} = {result['best_value']:.5f}): "
-                     f"{result['best_checkpoint']}")
-    if "val_accuracy" in result["history"]:
-        lines.append(f"terminal val_accuracy {result['history']['val_accuracy'][-1]:.5f}")
-    lines.append(f"test: accuracy {test['accuracy']:.5f}, recall {test['recall']:.5f}, "
-                 f"false negatives {test['false_negatives']}, confusion matrix {test['confusion_matrix']}")
-    lines.append(f"run dir: {result['run_dir']}")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
