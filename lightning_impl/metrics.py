@@ -96,6 +96,41 @@ def keras_binary_crossentropy(probabilities: torch.Tensor, target: torch.Tensor,
 # [/docs:lightning-class-weight-loss]
 
 
+def keras_binary_crossentropy_gradient(probabilities: torch.Tensor, target: torch.Tensor,
+                                       sample_weight: torch.Tensor | None = None, *,
+                                       logits: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradient of keras_binary_crossentropy(...) with respect to its input, shaped like it.
+
+    With `logits` (sigmoid output) that input is the logits, otherwise the
+    probabilities.  Written as the operations autograd runs backwards through
+    keras_binary_crossentropy, in the same order, so the values are bitwise
+    autograd's (the tests check it), including the zero gradient where the
+    clip to [1e-7, 1 - 1e-7] is active (clamp's backward passes the gradient
+    at the bounds themselves, as here).  lightning_impl.system uses it to
+    train without the autograd engine.
+    """
+    source = probabilities if logits is None else logits
+    flat_target = target.reshape(-1).to(source.dtype)
+    batch = source.numel()
+    # d(sum(w * l) / N) / dl_i = w_i / N  (plain mean: 1 / N); dot's backward is grad * other.
+    grad_loss = source.new_ones(()).div(batch)
+    if sample_weight is None:
+        grad_rows = grad_loss.expand(batch)
+    else:
+        grad_rows = grad_loss * sample_weight.reshape(-1).to(source.dtype)
+    if logits is not None:
+        # binary_cross_entropy_with_logits: (sigmoid(x) - y) * grad.
+        return ((torch.sigmoid(logits.reshape(-1)) - flat_target) * grad_rows).reshape(source.shape)
+    clipped = probabilities.reshape(-1).clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+    # loss_i = -(y log c + (1 - y) log(1 - c)): the negation, each product, each log (grad / its
+    # argument), the 1 - c (a negation), summed into dL/dc.
+    negated = -grad_rows
+    grad_clipped = (negated * flat_target).div(clipped) - (negated * (1.0 - flat_target)).div(1.0 - clipped)
+    flat = probabilities.reshape(-1)
+    inside = (flat >= KERAS_EPSILON).logical_and_(flat <= 1.0 - KERAS_EPSILON)
+    return torch.where(inside, grad_clipped, 0.0).reshape(source.shape)
+
+
 class KerasEpochMetrics(nn.Module):
     """One epoch's loss / accuracy / recall / weighted_accuracy, aggregated the Keras way.
 
@@ -168,5 +203,5 @@ class KerasEpochMetrics(nn.Module):
             part.reset()
 
 
-__all__ = ["keras_binary_crossentropy", "keras_binary_crossentropy_per_sample", "KerasEpochMetrics",
+__all__ = ["keras_binary_crossentropy", "keras_binary_crossentropy_gradient", "keras_binary_crossentropy_per_sample", "KerasEpochMetrics",
            "KERAS_EPSILON", "DELAY_THRESHOLD"]

@@ -54,7 +54,7 @@ place says both conventions in a comment.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -102,6 +102,27 @@ def apply_output_activation(logits: torch.Tensor, name: str) -> torch.Tensor:
         return torch.sigmoid(logits)
     raise ValueError(f"unknown output_activation {name!r}; valid: {', '.join(OUTPUT_ACTIVATIONS)}")
 # [/docs:lightning-hard-sigmoid]
+
+
+def output_activation_backward(logits: torch.Tensor, grad_probabilities: torch.Tensor, name: str) -> torch.Tensor:
+    """dL/dlogits from dL/dprobabilities for apply_output_activation(logits, name).
+
+    The same kernels and order of operations autograd runs for those
+    functions, so the result is bitwise autograd's (the tests check it):
+    hardsigmoid_backward passes grad / 6 strictly inside (-3, 3); the Keras-2
+    clamp passes its gradient where 0 <= 0.2 x + 0.5 <= 1 (clamp's backward
+    includes both ends), times 0.2; sigmoid's is p (1 - p).
+    """
+    grad_probabilities = grad_probabilities.reshape(logits.shape)
+    if name == "hard_sigmoid":
+        return torch.ops.aten.hardsigmoid_backward(grad_probabilities, logits)
+    if name == "hard_sigmoid_keras2":
+        linear = 0.2 * logits + 0.5
+        inside = (linear >= 0.0).logical_and_(linear <= 1.0)
+        return torch.where(inside, grad_probabilities, 0.0) * 0.2
+    if name == "sigmoid":
+        return torch.ops.aten.sigmoid_backward(grad_probabilities, torch.sigmoid(logits))
+    raise ValueError(f"unknown output_activation {name!r}; valid: {', '.join(OUTPUT_ACTIVATIONS)}")
 
 
 def sample_dropout_positions(count: int, rate: float, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -160,6 +181,106 @@ class ColumnBatchNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={BATCHNORM_EPSILON}, keras_momentum={KERAS_BATCHNORM_MOMENTUM}"
 
 
+class _FusedSaved(NamedTuple):
+    """What the fused forward keeps for its backward (see _FusedStreetcarFunction)."""
+
+    flat_codes: torch.Tensor
+    frequency: torch.Tensor | None      # (7, 1, P) n_r / B in training, None in inference
+    deviation: torch.Tensor             # (7, P, D) T - mean
+    inverse_std: torch.Tensor           # (7, 1, D)
+    scale: torch.Tensor                 # (7, 1, D) gamma * inverse_std
+    z_rows: torch.Tensor                # (7, P, D) BatchNorm output per table row
+    weight_rows: torch.Tensor           # (7, 1, D) the Dense kernel per column
+    drops: tuple[torch.Tensor, torch.Tensor] | None   # (sample, flat table element) of each dropped element
+    training: bool
+    keep_scale: float
+
+
+def _fused_forward(codes, table, gamma, beta, weight, bias, moving_mean, moving_var, drops, frequency, training,
+                   keep_scale, epsilon):
+    """The fused forward (see _FusedStreetcarFunction): (logits, batch mean, batch variance, saved).
+
+    Batch mean and biased variance are (7, D) in training, None in inference.
+    """
+    batch = codes.shape[0]
+    columns, rows, dim = table.shape
+    flat_codes = codes.reshape(-1)
+    if training:
+        # n_r / B for every (column, row) of the padded table; padding rows never occur.  Under
+        # DDP `frequency` arrives computed over the whole global batch (StreetcarNet.global_batch).
+        if frequency is None:
+            frequency = torch.bincount(flat_codes, minlength=columns * rows).to(table.dtype).div_(batch)
+        frequency = frequency.view(columns, 1, rows)
+        mean = torch.bmm(frequency, table)                                  # (7, 1, D)
+        deviation = table - mean
+        var = torch.bmm(frequency, deviation * deviation)                   # biased (/ B), as Keras
+    else:
+        frequency = None
+        mean, var = moving_mean.unsqueeze(1), moving_var.unsqueeze(1)
+        deviation = table - mean
+    inverse_std = torch.rsqrt(var + epsilon)
+    scale = gamma.unsqueeze(1) * inverse_std          # Keras/TF: a = rsqrt(var + eps) * gamma
+    shift = beta.unsqueeze(1) - mean * scale          #           b = beta - mean * a
+    z_rows = torch.addcmul(shift, table, scale)                             # BN output per table row
+    weight_rows = weight.unsqueeze(1)
+    z_weighted = z_rows * weight_rows
+    row_scores = z_weighted.sum(2).view(-1)                                 # Z . W per table row
+    summed = row_scores.index_select(0, flat_codes).view(batch, columns).sum(1)
+    dropped = None
+    if drops is not None:
+        sample, code_slot, component = drops
+        dropped_index = flat_codes.index_select(0, code_slot) * dim + component
+        summed.index_add_(0, sample, z_weighted.view(-1).index_select(0, dropped_index), alpha=-1)
+        dropped = (sample, dropped_index)
+    logits = torch.add(bias, summed, alpha=keep_scale).unsqueeze(1)
+    saved = _FusedSaved(flat_codes, frequency, deviation, inverse_std, scale, z_rows, weight_rows, dropped,
+                        bool(training), float(keep_scale))
+    if training:
+        return logits, mean.squeeze(1), var.squeeze(1), saved
+    return logits, None, None, saved
+
+
+def _fused_backward(saved: _FusedSaved, grad_logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Gradients of the fused tensors from dL/dlogits (batch, 1), see _FusedStreetcarFunction.
+
+    Returns (table (7, P, D), gamma (7, D), beta (7, D), Dense weight (1, 7 * D), Dense bias (1,)).
+    """
+    z_rows = saved.z_rows
+    columns, rows, dim = z_rows.shape
+    grad = grad_logits.reshape(-1)
+    grad_bias = grad.sum().reshape(1)
+    scaled = grad * saved.keep_scale
+    # Loss gradient reaching each table row: summed over the samples that select it.
+    per_row = z_rows.new_zeros(columns * rows).index_add_(
+        0, saved.flat_codes, scaled.unsqueeze(1).expand(-1, columns).reshape(-1)).view(columns, rows, 1)
+    if saved.drops is not None:
+        sample, dropped_index = saved.drops
+        lost = z_rows.new_zeros(z_rows.numel()).index_add_(0, dropped_index, scaled.index_select(0, sample))
+        row_grad = per_row - lost.view_as(z_rows)                            # (7, P, D)
+        grad_weight = (row_grad * z_rows).sum(1)
+    else:
+        row_grad = per_row                                                   # (7, P, 1), broadcasts
+        grad_weight = torch.bmm(per_row.transpose(1, 2), z_rows).squeeze(1)
+    grad_z = row_grad * saved.weight_rows                                    # dL/dZ summed per row
+    normalised = saved.deviation * saved.inverse_std                         # x-hat per table row
+    grad_beta = grad_z.sum(1, keepdim=True)
+    grad_gamma = (grad_z * normalised).sum(1, keepdim=True)
+    if saved.training:
+        # Through the batch statistics: subtract n_r * (mean(dz) + x_hat * mean(dz * x_hat)).
+        correction = torch.addcmul(grad_beta, normalised, grad_gamma) * saved.frequency.transpose(1, 2)
+        grad_table = saved.scale * (grad_z - correction)
+    else:
+        grad_table = saved.scale * grad_z
+    return grad_table, grad_gamma.squeeze(1), grad_beta.squeeze(1), grad_weight.reshape(1, -1), grad_bias
+
+
+def _leaf_gradients(fused_gradients: tuple[torch.Tensor, ...], leaf_rows: list[int]) -> list[torch.Tensor]:
+    """The fused gradients cut into the per-column parameters' (in _FusedStorage.leaves order), as views."""
+    grad_table, grad_gamma, grad_beta, grad_weight, grad_bias = fused_gradients
+    return ([grad_table[j, :size] for j, size in enumerate(leaf_rows)]
+            + list(grad_gamma.unbind(0)) + list(grad_beta.unbind(0)) + [grad_weight, grad_bias])
+
+
 class _FusedStreetcarFunction(torch.autograd.Function):
     """Embedding lookup -> BatchNorm -> Dropout -> Dense for all seven columns at once.
 
@@ -197,43 +318,12 @@ class _FusedStreetcarFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, codes, table, gamma, beta, weight, bias, moving_mean, moving_var, drops, frequency, training,
                 keep_scale, epsilon, *leaves):
-        batch = codes.shape[0]
-        columns, rows, dim = table.shape
-        flat_codes = codes.reshape(-1)
+        logits, mean, var, saved = _fused_forward(codes, table, gamma, beta, weight, bias, moving_mean, moving_var,
+                                                  drops, frequency, training, keep_scale, epsilon)
+        ctx.save_for_backward(*saved[:7])
+        ctx.rest = saved[7:]
+        ctx.leaf_rows = [leaf.shape[0] for leaf in leaves[:table.shape[0]]]
         if training:
-            # n_r / B for every (column, row) of the padded table; padding rows never occur.  Under
-            # DDP `frequency` arrives computed over the whole global batch (StreetcarNet.global_batch).
-            if frequency is None:
-                frequency = torch.bincount(flat_codes, minlength=columns * rows).to(table.dtype).div_(batch)
-            frequency = frequency.view(columns, 1, rows)
-            mean = torch.bmm(frequency, table)                                  # (7, 1, D)
-            deviation = table - mean
-            var = torch.bmm(frequency, deviation * deviation)                   # biased (/ B), as Keras
-        else:
-            frequency = None
-            mean, var = moving_mean.unsqueeze(1), moving_var.unsqueeze(1)
-            deviation = table - mean
-        inverse_std = torch.rsqrt(var + epsilon)
-        scale = gamma.unsqueeze(1) * inverse_std          # Keras/TF: a = rsqrt(var + eps) * gamma
-        shift = beta.unsqueeze(1) - mean * scale          #           b = beta - mean * a
-        z_rows = torch.addcmul(shift, table, scale)                             # BN output per table row
-        weight_rows = weight.unsqueeze(1)
-        z_weighted = z_rows * weight_rows
-        row_scores = z_weighted.sum(2).view(-1)                                 # Z . W per table row
-        summed = row_scores.index_select(0, flat_codes).view(batch, columns).sum(1)
-        if drops is not None:
-            sample, code_slot, component = drops
-            dropped_index = flat_codes.index_select(0, code_slot) * dim + component
-            summed.index_add_(0, sample, z_weighted.view(-1).index_select(0, dropped_index), alpha=-1)
-            ctx.drops = (sample, dropped_index)
-        else:
-            ctx.drops = None
-        logits = torch.add(bias, summed, alpha=keep_scale).unsqueeze(1)
-        ctx.training, ctx.keep_scale = training, keep_scale
-        ctx.leaf_rows = [leaf.shape[0] for leaf in leaves[:columns]]
-        ctx.save_for_backward(flat_codes, frequency, deviation, inverse_std, scale, z_rows, weight_rows)
-        if training:
-            mean, var = mean.squeeze(1), var.squeeze(1)
             ctx.mark_non_differentiable(mean, var)
             return logits, mean, var
         no_mean, no_var = logits.new_empty(0), logits.new_empty(0)
@@ -242,37 +332,8 @@ class _FusedStreetcarFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_logits, _grad_mean, _grad_var):
-        flat_codes, frequency, deviation, inverse_std, scale, z_rows, weight_rows = ctx.saved_tensors
-        columns, rows, dim = z_rows.shape
-        grad = grad_logits.reshape(-1)
-        grad_bias = grad.sum().reshape(1)
-        scaled = grad * ctx.keep_scale
-        # Loss gradient reaching each table row: summed over the samples that select it.
-        per_row = z_rows.new_zeros(columns * rows).index_add_(
-            0, flat_codes, scaled.unsqueeze(1).expand(-1, columns).reshape(-1)).view(columns, rows, 1)
-        if ctx.drops is not None:
-            sample, dropped_index = ctx.drops
-            lost = z_rows.new_zeros(z_rows.numel()).index_add_(0, dropped_index, scaled.index_select(0, sample))
-            row_grad = per_row - lost.view_as(z_rows)                            # (7, P, D)
-            grad_weight = (row_grad * z_rows).sum(1)
-        else:
-            row_grad = per_row                                                   # (7, P, 1), broadcasts
-            grad_weight = torch.bmm(per_row.transpose(1, 2), z_rows).squeeze(1)
-        grad_z = row_grad * weight_rows                                          # dL/dZ summed per row
-        normalised = deviation * inverse_std                                     # x-hat per table row
-        grad_beta = grad_z.sum(1, keepdim=True)
-        grad_gamma = (grad_z * normalised).sum(1, keepdim=True)
-        if ctx.training:
-            # Through the batch statistics: subtract n_r * (mean(dz) + x_hat * mean(dz * x_hat)).
-            correction = torch.addcmul(grad_beta, normalised, grad_gamma) * frequency.transpose(1, 2)
-            grad_table = scale * (grad_z - correction)
-        else:
-            grad_table = scale * grad_z
-        grad_tables = [grad_table[j, :size] for j, size in enumerate(ctx.leaf_rows)]
-        grad_gammas = list(grad_gamma.squeeze(1).unbind(0))
-        grad_betas = list(grad_beta.squeeze(1).unbind(0))
-        return (None, None, None, None, None, None, None, None, None, None, None, None, None,
-                *grad_tables, *grad_gammas, *grad_betas, grad_weight.reshape(1, -1), grad_bias)
+        saved = _FusedSaved(*ctx.saved_tensors, *ctx.rest)
+        return (None,) * 13 + tuple(_leaf_gradients(_fused_backward(saved, grad_logits), ctx.leaf_rows))
 
 
 class _FusedStorage:
@@ -437,6 +498,40 @@ class StreetcarNet(nn.Module):
         column, component = np.divmod(feature, self.embedding_dim)
         return tuple(torch.from_numpy(part).to(device) for part in (sample, sample * len(COLUMNS) + column, component))
 
+    def _fused_arguments(self, features: torch.Tensor) -> tuple:
+        """The fused forward's arguments for this batch (dropout positions drawn in training)."""
+        self._check_features(features)
+        fused = self._fused
+        fused.ensure_tied(self)
+        columns, dim = len(COLUMNS), self.embedding_dim
+        # torch Linear (1, 70) -> (column, component); its gradient reaches it through fused.leaves.
+        weight = self.output.weight.detach().view(columns, dim)
+        codes = features + self.code_offsets
+        if not self.training:
+            return (codes, fused.table, fused.gamma, fused.beta, weight, self.output.bias, fused.moving_mean,
+                    fused.moving_var, None, None, False, 1.0, BATCHNORM_EPSILON)
+        if features.shape[0] == 0:
+            raise ValueError("a training batch needs at least one row (BatchNorm uses batch statistics)")
+        keep_scale = 1.0 / (1.0 - self.dropout_rate)       # kept values scaled up, as Keras and torch do
+        frequency = None
+        if self.batch_sum is not None:  # DDP: this process holds a slice of the global batch
+            frequency, global_rows, first_row = self.global_batch(codes)
+            drops = self._dropped_elements(features.shape[0], features.device, global_rows=global_rows,
+                                           first_row=first_row)
+        else:
+            drops = self._dropped_elements(features.shape[0], features.device)
+        return (codes, fused.table, fused.gamma, fused.beta, weight, self.output.bias, None, None,
+                drops, frequency, True, keep_scale, BATCHNORM_EPSILON)
+
+    @torch.no_grad()
+    def _update_moving_statistics(self, batch_mean: torch.Tensor, batch_var: torch.Tensor) -> None:
+        fused = self._fused
+        # [docs:lightning-moving-statistics]
+        # Keras order of operations: moving * momentum + batch * (1 - momentum).
+        fused.moving_mean.mul_(KERAS_BATCHNORM_MOMENTUM).add_(batch_mean, alpha=1.0 - KERAS_BATCHNORM_MOMENTUM)
+        fused.moving_var.mul_(KERAS_BATCHNORM_MOMENTUM).add_(batch_var, alpha=1.0 - KERAS_BATCHNORM_MOMENTUM)
+        # [/docs:lightning-moving-statistics]
+
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """(batch, 7) codes -> (batch, 1) Dense output before the activation.
 
@@ -445,38 +540,45 @@ class StreetcarNet(nn.Module):
         *biased* batch variance (torch's BatchNorm uses momentum 0.1 and the
         unbiased variance).
         """
-        self._check_features(features)
-        fused = self._fused
-        fused.ensure_tied(self)
-        columns, dim = len(COLUMNS), self.embedding_dim
-        # torch Linear (1, 70) -> (column, component); its gradient reaches it through fused.leaves.
-        weight = self.output.weight.detach().view(columns, dim)
-        codes = features + self.code_offsets
+        logits, batch_mean, batch_var = _FusedStreetcarFunction.apply(*self._fused_arguments(features),
+                                                                       *self._fused.leaves)
         if self.training:
-            if features.shape[0] == 0:
-                raise ValueError("a training batch needs at least one row (BatchNorm uses batch statistics)")
-            keep_scale = 1.0 / (1.0 - self.dropout_rate)       # kept values scaled up, as Keras and torch do
-            frequency, drops = None, None
-            if self.batch_sum is not None:  # DDP: this process holds a slice of the global batch
-                frequency, global_rows, first_row = self.global_batch(codes)
-                drops = self._dropped_elements(features.shape[0], features.device, global_rows=global_rows,
-                                               first_row=first_row)
-            else:
-                drops = self._dropped_elements(features.shape[0], features.device)
-            logits, batch_mean, batch_var = _FusedStreetcarFunction.apply(
-                codes, fused.table, fused.gamma, fused.beta, weight, self.output.bias, None, None,
-                drops, frequency, True, keep_scale, BATCHNORM_EPSILON, *fused.leaves)
-            with torch.no_grad():
-                # [docs:lightning-moving-statistics]
-                # Keras order of operations: moving * momentum + batch * (1 - momentum).
-                fused.moving_mean.mul_(KERAS_BATCHNORM_MOMENTUM).add_(batch_mean, alpha=1.0 - KERAS_BATCHNORM_MOMENTUM)
-                fused.moving_var.mul_(KERAS_BATCHNORM_MOMENTUM).add_(batch_var, alpha=1.0 - KERAS_BATCHNORM_MOMENTUM)
-                # [/docs:lightning-moving-statistics]
-            return logits
-        logits, _, _ = _FusedStreetcarFunction.apply(
-            codes, fused.table, fused.gamma, fused.beta, weight, self.output.bias, fused.moving_mean,
-            fused.moving_var, None, None, False, 1.0, BATCHNORM_EPSILON, *fused.leaves)
+            self._update_moving_statistics(batch_mean, batch_var)
         return logits
+
+    # [docs:lightning-logits-and-backward]
+    def logits_and_backward(self, features: torch.Tensor
+                            ) -> tuple[torch.Tensor, Callable[[torch.Tensor], None]]:
+        """A training forward without autograd: (logits, backward), like torch.func.vjp.
+
+        `backward(grad_logits)` takes dL/dlogits (batch, 1) and stores every
+        parameter's gradient in its `.grad`, replacing what was there (the
+        effect of zero_grad(set_to_none=True) + loss.backward()).  The values
+        are bitwise those `logits()` + autograd give: both run
+        _fused_forward / _fused_backward.  What goes is the autograd engine,
+        whose fixed cost per backward call and per parameter tensor is a third
+        of this small model's training step (lightning_impl.system).  The
+        moving statistics are updated as in `logits()`; training mode only.
+        """
+        if not self.training:
+            raise ValueError("logits_and_backward is for training steps; call logits() in eval mode")
+        with torch.no_grad():
+            logits, batch_mean, batch_var, saved = _fused_forward(*self._fused_arguments(features))
+            self._update_moving_statistics(batch_mean, batch_var)
+        leaves = self._fused.leaves
+        leaf_rows = [leaf.shape[0] for leaf in leaves[:len(COLUMNS)]]
+
+        @torch.no_grad()
+        def backward(grad_logits: torch.Tensor) -> None:
+            for leaf, grad in zip(leaves, _leaf_gradients(_fused_backward(saved, grad_logits), leaf_rows)):
+                leaf.grad = grad
+
+        return logits, backward
+    # [/docs:lightning-logits-and-backward]
+
+    def activation_backward(self, logits: torch.Tensor, grad_probabilities: torch.Tensor) -> torch.Tensor:
+        """dL/dlogits from dL/dprobabilities through the output activation, as autograd computes it."""
+        return output_activation_backward(logits, grad_probabilities, self.output_activation)
 
     # -- DDP: one global batch split across processes ---------------------------------------
     # Set by StreetcarClassifier.on_fit_start when the Trainer runs W > 1 processes; None in a
@@ -622,5 +724,5 @@ def set_canonical_weights(net: StreetcarNet, weights: Mapping[str, np.ndarray], 
 
 
 __all__ = ["StreetcarNet", "ColumnBatchNorm", "apply_output_activation", "hard_sigmoid_keras2",
-           "sample_dropout_positions", "get_canonical_weights", "set_canonical_weights", "parameter_counts",
+           "output_activation_backward", "sample_dropout_positions", "get_canonical_weights", "set_canonical_weights", "parameter_counts",
            "OUTPUT_ACTIVATIONS", "KERAS_BATCHNORM_MOMENTUM", "BATCHNORM_EPSILON"]

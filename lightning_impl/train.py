@@ -79,6 +79,11 @@ DEFAULT_CPU_THREADS = 1
 # compile(steps_per_execution=...), stays at the book's 1 in keras_impl.  --steps-per-execution 1
 # gives one Lightning step per batch (docs/benchmarks.md times both).
 DEFAULT_STEPS_PER_EXECUTION = 8
+# How a training step gets its gradients (lightning_impl.system, "gradients"): closed_form skips
+# the autograd engine (bitwise the same gradients); autograd is the textbook loss.backward() path.
+DEFAULT_GRADIENTS = "closed_form"
+# lightning_impl.system.GRADIENT_MODES, spelled out so that --help does not import torch.
+GRADIENT_CHOICES = ("closed_form", "autograd")
 
 EPILOG = """\
 examples:
@@ -226,7 +231,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
           resume: str | Path | None = None, deterministic: bool | None = None,
           initial_weights: Mapping[str, np.ndarray] | None = None, progress_bar: bool | None = None,
           cpu_threads: int | None = DEFAULT_CPU_THREADS, steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
-          progress: Callable[[str], None] = say) -> dict[str, Any]:
+          gradients: str = DEFAULT_GRADIENTS, progress: Callable[[str], None] = say) -> dict[str, Any]:
     """Run one experiment end to end and return the result object (RESULT_KEYS).
 
     `dataset` skips loading (tests pass a synthetic or pre-loaded one; it is
@@ -240,7 +245,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
     "stderr is a terminal and not --json".  `cpu_threads` is torch's
     intra-op thread count while training on a CPU (restored afterwards;
     None leaves torch's default): see DEFAULT_CPU_THREADS.  `steps_per_execution`: SGD
-    updates per Lightning step (DEFAULT_STEPS_PER_EXECUTION).  Under DDP only process 0 returns
+    updates per Lightning step (DEFAULT_STEPS_PER_EXECUTION).  `gradients`: "closed_form" or
+    "autograd" (DEFAULT_GRADIENTS; the same updates either way).  Under DDP only process 0 returns
     the full result and writes artefacts.  A NaN/inf loss (or monitored
     value) ends training at that epoch and keeps the best / last finite model
     (result["stop_reason"] says so); Ctrl-C or SIGTERM raise
@@ -309,7 +315,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         module = StreetcarClassifier(
             dataset.vocab_sizes, dataset.vocabularies.to_json_dict(), embedding_dim=hyper.embedding_dim,
             dropout_rate=hyper.dropout_rate, output_activation=hyper.output_activation,
-            learning_rate=hyper.learning_rate, zero_weight=class_weight[0], one_weight=class_weight[1])
+            learning_rate=hyper.learning_rate, zero_weight=class_weight[0], one_weight=class_weight[1],
+            gradients=gradients)
         # [/docs:lightning-module]
         if initial_weights is not None:
             # By canonical name, every key and shape checked first (experiment.weights.check_weights).
@@ -519,11 +526,16 @@ def build_argument_parser() -> argparse.ArgumentParser:
                        help=f"SGD updates (batches) per Lightning training step, like Keras's "
                             f"compile(steps_per_execution=K); the same updates for every K, Lightning's per-step "
                             f"overhead paid once per K batches (default {DEFAULT_STEPS_PER_EXECUTION})")
+    group.add_argument("--gradients", choices=GRADIENT_CHOICES, default=DEFAULT_GRADIENTS,
+                       help="closed_form (default): the training step writes every gradient itself, bitwise "
+                            "what autograd computes, without the autograd engine's per-step cost; autograd: "
+                            "loss.backward() through Lightning's manual_backward.  DDP and mixed precision "
+                            "always use autograd")
     return parser
 
 
 RESUME_COMPATIBLE_FLAGS = ("epochs", "json", "resume", "accelerator", "devices", "strategy", "num_nodes",
-                           "deterministic", "cpu_threads", "steps_per_execution")
+                           "deterministic", "cpu_threads", "steps_per_execution", "gradients")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -538,7 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         request = resolve_run_request(args)
     result = train(request, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
                    num_nodes=args.num_nodes, resume=args.resume, deterministic=True if args.deterministic else None,
-                   cpu_threads=args.cpu_threads, steps_per_execution=args.steps_per_execution)
+                   cpu_threads=args.cpu_threads, steps_per_execution=args.steps_per_execution,
+                   gradients=args.gradients)
     if "experiment" not in result:  # a DDP helper process: process 0 reports
         return 0
     if request.json:

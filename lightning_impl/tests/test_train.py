@@ -106,6 +106,31 @@ def test_steps_per_execution_changes_nothing_but_the_lightning_step_count(datase
         assert all(torch.equal(state[name], reference_state[name]) for name in reference_state), group
 
 
+def test_closed_form_and_autograd_gradients_train_the_same_model(dataset, tmp_path, monkeypatch):
+    # Experiment 5: class weights, dropout at the book's rate, early stopping on val_accuracy.
+    calls = {"closed_form": 0}
+    original = StreetcarClassifier.closed_form_step
+
+    def counted(self, batch):
+        calls["closed_form"] += 1
+        return original(self, batch)
+
+    monkeypatch.setattr(StreetcarClassifier, "closed_form_step", counted)
+    results = {}
+    for gradients in ("closed_form", "autograd"):
+        calls["closed_form"] = 0
+        results[gradients] = train(make_request(tmp_path / gradients, "5", epochs=3, patience=10), dataset=dataset,
+                                   gradients=gradients, **QUIET)
+        # 3 epochs of 8 batches: every training batch went through the chosen path.
+        assert calls["closed_form"] == (24 if gradients == "closed_form" else 0), gradients
+    closed_form, autograd = results["closed_form"], results["autograd"]
+    assert closed_form["history"] == autograd["history"]
+    assert closed_form["best_epoch"] == autograd["best_epoch"] and closed_form["test"] == autograd["test"]
+    state, reference_state = state_of(closed_form["best_checkpoint"]), state_of(autograd["best_checkpoint"])
+    assert all(torch.equal(state[name], reference_state[name]) for name in reference_state)
+    assert len(set(closed_form["history"]["loss"])) == 3          # the model did train
+
+
 @pytest.mark.parametrize("experiment, monitor, mode", [("4", "val_loss", "min"), ("5", "val_accuracy", "max")])
 def test_best_checkpoint_holds_the_logged_best_epoch(dataset, tmp_path, experiment, monitor, mode):
     result = train(make_request(tmp_path, experiment, epochs=5, patience=5), dataset=dataset, **QUIET)
