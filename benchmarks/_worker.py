@@ -87,6 +87,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "profile_steps": 100,           # training steps under the torch profiler
     "thread_variant_check": False,  # time the Lightning fit again with torch's default thread count
     "one_step_per_batch_check": True,  # time the Lightning fit again with steps_per_execution 1
+    "autograd_variant_check": True,    # time the Lightning fit again with gradients="autograd"
     "pace_dir": None,               # set by benchmarks.run: the folder of the epoch-by-epoch pacing files
 }
 
@@ -512,10 +513,19 @@ def product_steps_per_execution() -> int:
     return int(getattr(lightning_train, "DEFAULT_STEPS_PER_EXECUTION", 1))
 
 
-def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int, steps_per_execution: int | None = None):
+def product_gradients() -> str:
+    """How lightning_impl.train's training step gets its gradients (lightning_impl.system.GRADIENT_MODES)."""
+    from lightning_impl.train import DEFAULT_GRADIENTS
+
+    return DEFAULT_GRADIENTS
+
+
+def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int, steps_per_execution: int | None = None,
+                              gradients: str | None = None):
     """The project's LightningModule and DataModule for experiment 3, as lightning_impl.train makes them.
 
-    steps_per_execution None: the product's default (lightning_impl.train.DEFAULT_STEPS_PER_EXECUTION).
+    steps_per_execution / gradients None: the product's defaults (lightning_impl.train's
+    DEFAULT_STEPS_PER_EXECUTION and DEFAULT_GRADIENTS).
     """
     import lightning as L
 
@@ -533,7 +543,8 @@ def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int,
     module = StreetcarClassifier(dataset.vocab_sizes, dataset.vocabularies.to_json_dict(),
                                  embedding_dim=hyper.embedding_dim, dropout_rate=hyper.dropout_rate,
                                  output_activation=hyper.output_activation, learning_rate=hyper.learning_rate,
-                                 zero_weight=class_weight[0], one_weight=class_weight[1])
+                                 zero_weight=class_weight[0], one_weight=class_weight[1],
+                                 gradients=gradients or product_gradients())
     if steps_per_execution is None:
         steps_per_execution = product_steps_per_execution()
     datamodule = StreetcarDataModule(dataset, batch_size=hyper.batch_size, batch_order=config.general.batch_order,
@@ -543,10 +554,10 @@ def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int,
 
 
 def lightning_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int, timed: int,
-                         accelerator: str = "cpu", steps_per_execution: int | None = None, paced: bool = False
-                         ) -> tuple[Any, Any, Any, list[float], list[float]]:
+                         accelerator: str = "cpu", steps_per_execution: int | None = None, paced: bool = False,
+                         gradients: str | None = None) -> tuple[Any, Any, Any, list[float], list[float]]:
     """Trainer.fit for warmup + timed epochs: (trainer, module, datamodule, wall and CPU seconds of the timed epochs)."""
-    module, datamodule = lightning_module_and_data(settings, dataset, warmup + timed, steps_per_execution)
+    module, datamodule = lightning_module_and_data(settings, dataset, warmup + timed, steps_per_execution, gradients)
     timer = lightning_epoch_timer()
     callbacks = [lightning_pacer(settings), timer] if paced else [timer]
     trainer = lightning_trainer(settings, accelerator, warmup + timed, callbacks, validate_during_fit=False)
@@ -623,9 +634,11 @@ def detached_from_trainer(module):
 def plain_training_steps(module, datamodule, epoch: int, steps: int | None = None) -> tuple[float, float, int]:
     """(wall s, CPU s, steps) of Keras's train step over the same DataLoader, without the Trainer.
 
-    Each step is what Trainer.fit makes the module do for one batch: the
-    loss (forward, metric bookkeeping), zero_grad, backward, one SGD step
-    (a list of batches from steps_per_execution > 1 is taken batch by batch).
+    Each step is what Trainer.fit makes the module do for one batch (a list
+    of batches from steps_per_execution > 1 is taken batch by batch): with
+    closed-form gradients the module's closed_form_step (forward, loss,
+    gradients, metric bookkeeping) and one SGD step; with autograd the loss
+    (forward, metric bookkeeping), zero_grad, backward and one SGD step.
     """
     optimizer = module.configure_optimizers()
     loader = datamodule.train_dataloader()
@@ -633,6 +646,7 @@ def plain_training_steps(module, datamodule, epoch: int, steps: int | None = Non
         loader.sampler.set_epoch(epoch)
     module.train()
     done = 0
+    closed_form = getattr(module.hparams, "gradients", "autograd") == "closed_form"
     with detached_from_trainer(module):
         started, cpu_started = time.perf_counter(), time.process_time()
         for group in loader:
@@ -641,9 +655,12 @@ def plain_training_steps(module, datamodule, epoch: int, steps: int | None = Non
             for batch in (group if isinstance(group, list) else (group,)):
                 if steps is not None and done >= steps:
                     break
-                loss = module.training_step(batch, done)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if closed_form:
+                    module.closed_form_step(batch)
+                else:
+                    loss = module.training_step(batch, done)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
                 optimizer.step()
                 done += 1
         module.train_metrics.compute()
@@ -692,6 +709,7 @@ def profile_lightning(settings: Mapping[str, Any], module, datamodule, trainer_e
             "plain_cpu_ms_per_step": plain_cpu * 1000.0 / max(batches, 1), "steps_per_epoch": batches,
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "manual_optimization": not getattr(module, "automatic_optimization", True),
+            "gradients": getattr(module.hparams, "gradients", "autograd"),
             "top_operators": torch_profile_steps(module, datamodule, int(settings["profile_steps"]))}
 
 
@@ -720,11 +738,12 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
     # lightning_impl.score for scoring): that is the product path being timed.
     cpu_threads = product_cpu_threads()
     steps_per_execution = product_steps_per_execution()
+    gradients = product_gradients()
     with torch_threads(cpu_threads):
         used_threads = torch.get_num_threads()
         say(f"lightning: {settings['warmup_epochs']} warm-up + {settings['timed_epochs']} timed epoch(s) "
             f"on {train_rows:,} train rows, cpu, {used_threads} torch thread(s), "
-            f"{steps_per_execution} batch(es) per Lightning step")
+            f"{steps_per_execution} batch(es) per Lightning step, {gradients} gradients")
         trainer, module, datamodule, epoch_seconds, epoch_cpu_seconds = lightning_fit_epochs(
             settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu", paced=True)
         training_peak = peak_rss_mb()
@@ -754,6 +773,13 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
                                                          settings["timed_epochs"], "cpu", steps_per_execution=1)
             one_step = {"steps_per_execution": 1, "epoch_seconds": one_wall, "epoch_cpu_seconds": one_cpu}
             say(f"lightning, one Lightning step per batch: epochs {[round(value, 2) for value in one_wall]} s")
+        # The same fit with loss.backward(): what the closed-form gradients are worth.
+        autograd = None
+        if gradients != "autograd" and settings["autograd_variant_check"]:
+            *_, autograd_wall, autograd_cpu = lightning_fit_epochs(
+                settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu", gradients="autograd")
+            autograd = {"gradients": "autograd", "epoch_seconds": autograd_wall, "epoch_cpu_seconds": autograd_cpu}
+            say(f"lightning, autograd gradients: epochs {[round(value, 2) for value in autograd_wall]} s")
 
     # The same fit with torch's default thread count, to show what the product's setting is worth.
     thread_variant = None
@@ -792,7 +818,7 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
             "validation_seconds": validation_seconds, "validation_rows": int(len(dataset.splits["valid"])),
             "scoring": scoring, "scaling": scaling, "peak_rss_mb": training_peak, "profile": profile,
             "thread_variant": thread_variant, "steps_per_execution": steps_per_execution,
-            "one_step_per_batch": one_step,
+            "one_step_per_batch": one_step, "gradients": gradients, "autograd_gradients": autograd,
             "rss_before_training_mb": rss_before_training, "peak_rss_mb_end": peak_rss_mb(), "gpu": gpu,
             "threads": threads, "versions": versions, "dataset": dataset_facts(dataset),
             "load_average": {"before": load_before, "after": load_average()}}

@@ -207,7 +207,7 @@ def profile_lines(result: Mapping[str, Any]) -> list[str]:
                                if overhead_cpu is not None else ""))
         lines.append(f"* **Lightning epoch**: {number(profile['trainer_epoch_seconds'])} s "
                      f"({number(profile.get('trainer_epoch_cpu_seconds'))} CPU s) through Trainer.fit; the same "
-                     f"{integer(profile['steps_per_epoch'])} steps (training_step, zero_grad, backward, SGD step) in "
+                     f"{integer(profile['steps_per_epoch'])} steps ({step_description(profile)}) in "
                      f"a plain loop over the same DataLoader take {number(plain_wall)} s "
                      f"({number(plain_cpu)} CPU s, {number(profile['plain_ms_per_step'])} ms per step), "
                      f"{verdict_text}.  Deterministic algorithms "
@@ -234,6 +234,14 @@ def profile_lines(result: Mapping[str, Any]) -> list[str]:
                          f"every {grouped}th." if one_step["epoch_seconds"] > result["epoch_seconds"]["lightning"]
                          else ": in this run the grouping's saving is inside the noise of the epoch times (the "
                               "epochs of one fit vary by up to a third on this shared machine).")]
+    autograd = result.get("lightning_autograd_gradients")
+    if autograd and result["epoch_seconds"].get("lightning"):
+        lines += ["", f"* **Gradients**: lightning_impl trains with closed-form gradients (`--gradients closed_form`: "
+                      f"the fused backward fed with the loss's and activation's derivatives, bitwise autograd's "
+                      f"values, without the autograd engine).  The same fit with `loss.backward()` "
+                      f"(`--gradients autograd`) takes {number(autograd['epoch_seconds'])} s per epoch "
+                      f"({number(autograd['epoch_cpu_seconds'])} CPU s, {number(autograd['ratio'], 3)}× Keras) "
+                      f"against {number(result['epoch_seconds']['lightning'])} s."]
     variant = result.get("lightning_thread_variant")
     if variant and result["epoch_seconds"].get("lightning"):
         threads = ((result.get("threads") or {}).get("lightning") or {}).get("intra_op", MISSING)
@@ -254,6 +262,13 @@ def profile_lines(result: Mapping[str, Any]) -> list[str]:
     notes = result.get("notes") or []
     lines += ["", *notes] if notes else []
     return lines or ["No profile in this run."]
+
+
+def step_description(profile: Mapping[str, Any]) -> str:
+    """What one plain-loop step runs, by the profile's gradient mode."""
+    if profile.get("gradients") == "closed_form":
+        return "closed_form_step: forward, loss and gradients without autograd; SGD step"
+    return "training_step, zero_grad, backward, SGD step"
 
 
 def reading_lines(result: Mapping[str, Any]) -> list[str]:

@@ -394,6 +394,7 @@ def build_result(phases: Mapping[str, Mapping[str, Any] | None], *, mode: str, c
                           "lightning": median_or_none((lightning or {}).get("validation_seconds"))}
     thread_variant = (lightning or {}).get("thread_variant")
     one_step = (lightning or {}).get("one_step_per_batch")
+    autograd = (lightning or {}).get("autograd_gradients")
     if gpu:
         epoch_seconds["lightning_gpu"] = median_or_none(gpu["epoch_seconds"])
         validation_seconds["lightning_gpu"] = median_or_none(gpu["validation_seconds"])
@@ -459,6 +460,11 @@ def build_result(phases: Mapping[str, Mapping[str, Any] | None], *, mode: str, c
             "epoch_seconds": median_or_none(one_step["epoch_seconds"]),
             "epoch_cpu_seconds": median_or_none(one_step["epoch_cpu_seconds"]),
             "ratio": ratio(median_or_none(one_step["epoch_seconds"]), epoch_seconds["keras"])},
+        "lightning_gradients": (lightning or {}).get("gradients"),
+        "lightning_autograd_gradients": None if not autograd else {
+            "epoch_seconds": median_or_none(autograd["epoch_seconds"]),
+            "epoch_cpu_seconds": median_or_none(autograd["epoch_cpu_seconds"]),
+            "ratio": ratio(median_or_none(autograd["epoch_seconds"]), epoch_seconds["keras"])},
         "settings": dict(settings),
         "details": {name: phase for name, phase in phases.items()},
     }
@@ -484,7 +490,7 @@ def explain_misses(result: Mapping[str, Any]) -> list[str]:
     if result["ratio"] is not None and result["ratio"] > TARGET_RATIO and profile and keras_epoch:
         plain = summarize_samples(profile["plain_loop_epoch_seconds"])["median"]
         notes.append(
-            f"* Lightning epoch: the steps themselves (forward, loss, backward, SGD update, batch gathering) "
+            f"* Lightning epoch: the steps themselves (forward, loss, gradients, SGD update, batch gathering) "
             f"take {plain:.2f} s = {plain / keras_epoch:.3f}× the Keras epoch; the remaining "
             f"{profile['trainer_overhead_seconds']:.2f} s ({profile['trainer_overhead_ms_per_step']:.2f} ms per "
             f"step) is the Trainer's per-step machinery: hook and callback dispatch, the LightningOptimizer "
@@ -544,7 +550,8 @@ def plan_settings(arguments: argparse.Namespace) -> dict[str, Any]:
         # repetitions that still exercise every measurement.
         settings.update({"prepare_cold_warmup": 0, "prepare_cold_repeats": 1, "prepare_cached_warmup": 0,
                          "prepare_cached_repeats": 1, "validation_repeats": 1, "profile_steps": 20,
-                         "thread_variant_check": False, "one_step_per_batch_check": False})
+                         "thread_variant_check": False, "one_step_per_batch_check": False,
+                         "autograd_variant_check": False})
     if arguments.score_calls is not None:
         settings["score_calls"] = arguments.score_calls
         settings["score_warmup_calls"] = min(settings["score_warmup_calls"], arguments.score_calls)

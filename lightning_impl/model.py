@@ -486,17 +486,17 @@ class StreetcarNet(nn.Module):
         first_row + batch - 1: the masks of the one-process run.
         """
         width = len(COLUMNS) * self.embedding_dim
-        if global_rows is None:
-            positions = sample_dropout_positions(batch * width, self.dropout_rate, "cpu").numpy()
-        else:
-            positions = sample_dropout_positions(global_rows * width, self.dropout_rate, "cpu").numpy()
+        rows = batch if global_rows is None else global_rows
+        positions = sample_dropout_positions(rows * width, self.dropout_rate, "cpu").numpy()
+        if global_rows is not None:
             positions = positions[(positions >= first_row * width) & (positions < (first_row + batch) * width)]
             positions = positions - first_row * width
         if positions.size == 0:
             return None
-        sample, feature = np.divmod(positions, width)
-        column, component = np.divmod(feature, self.embedding_dim)
-        return tuple(torch.from_numpy(part).to(device) for part in (sample, sample * len(COLUMNS) + column, component))
+        # A flat position is (sample * 7 + column) * dim + component: the code slot is position // dim.
+        code_slot, component = np.divmod(positions, self.embedding_dim)
+        parts = tuple(torch.from_numpy(part) for part in (code_slot // len(COLUMNS), code_slot, component))
+        return parts if device.type == "cpu" else tuple(part.to(device) for part in parts)
 
     def _fused_arguments(self, features: torch.Tensor) -> tuple:
         """The fused forward's arguments for this batch (dropout positions drawn in training)."""

@@ -19,7 +19,7 @@ compile() and fit() add:
 * gradients: in closed form by default (`gradients="closed_form"`): the
   network's fused backward (StreetcarNet.logits_and_backward) fed with the
   loss's and the activation's derivatives written out
-  (metrics.keras_binary_crossentropy_gradient), bitwise the values autograd
+  (metrics.keras_binary_crossentropy_with_gradient), bitwise the values autograd
   computes, without entering the autograd engine.  Its fixed cost - ~0.1 ms a
   backward call plus ~10 us per parameter tensor (23 here), measured on the
   2-core CPU - is about a third of this model's ~1 ms step; Keras pays nothing
@@ -56,7 +56,8 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.precision import Precision
 
-from lightning_impl.metrics import KerasEpochMetrics, keras_binary_crossentropy, keras_binary_crossentropy_gradient
+from lightning_impl.metrics import (KerasEpochMetrics, keras_binary_crossentropy,
+                                   keras_binary_crossentropy_with_gradient)
 from lightning_impl.model import StreetcarNet, parameter_counts
 
 Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
@@ -189,12 +190,12 @@ class StreetcarClassifier(L.LightningModule):
         probabilities = self.net.activate(logits)
         if self.net.output_activation == "sigmoid":
             # Keras computes a sigmoid output's loss from the logits, unclipped (see _shared_step).
-            loss = keras_binary_crossentropy(probabilities, target, sample_weight, logits=logits)
-            backward(keras_binary_crossentropy_gradient(probabilities, target, sample_weight, logits=logits))
+            loss, grad_logits = keras_binary_crossentropy_with_gradient(probabilities, target, sample_weight,
+                                                                        logits=logits)
         else:
-            loss = keras_binary_crossentropy(probabilities, target, sample_weight)
-            backward(self.net.activation_backward(
-                logits, keras_binary_crossentropy_gradient(probabilities, target, sample_weight)))
+            loss, grad_probabilities = keras_binary_crossentropy_with_gradient(probabilities, target, sample_weight)
+            grad_logits = self.net.activation_backward(logits, grad_probabilities)
+        backward(grad_logits)
         self.train_metrics.record(loss, probabilities, target, sample_weight)
         return loss
     # [/docs:lightning-closed-form-step]

@@ -20,7 +20,7 @@ import torch
 
 import lightning_impl.model as model_module
 from data.dataset import COLUMNS
-from lightning_impl.metrics import keras_binary_crossentropy, keras_binary_crossentropy_gradient
+from lightning_impl.metrics import keras_binary_crossentropy, keras_binary_crossentropy_with_gradient
 from lightning_impl.model import apply_output_activation, output_activation_backward, sample_dropout_positions
 from lightning_impl.system import StreetcarClassifier
 from lightning_impl.tests.helpers import BOOK_SIZES
@@ -111,13 +111,15 @@ def test_loss_and_activation_derivatives_are_autograd_ones(output_activation):
     weight = torch.where(target > 0.5, 16.1, 0.52)
     probabilities = apply_output_activation(logits, output_activation)
     sigmoid = output_activation == "sigmoid"
-    keras_binary_crossentropy(probabilities, target, weight, logits=logits if sigmoid else None).backward()
+    expected_loss = keras_binary_crossentropy(probabilities, target, weight, logits=logits if sigmoid else None)
+    expected_loss.backward()
     with torch.no_grad():
         if sigmoid:
-            gradient = keras_binary_crossentropy_gradient(probabilities, target, weight, logits=logits)
+            loss, gradient = keras_binary_crossentropy_with_gradient(probabilities, target, weight, logits=logits)
         else:
-            gradient = output_activation_backward(
-                logits, keras_binary_crossentropy_gradient(probabilities, target, weight), output_activation)
+            loss, grad_probabilities = keras_binary_crossentropy_with_gradient(probabilities, target, weight)
+            gradient = output_activation_backward(logits, grad_probabilities, output_activation)
+    assert torch.equal(loss, expected_loss.detach())
     assert gradient.shape == logits.shape
     assert torch.equal(gradient, logits.grad)
     if not sigmoid:
@@ -145,8 +147,10 @@ def test_loss_derivative_by_probability_is_autograd_one_including_the_clipped_en
     probabilities = values.repeat(2).reshape(-1, 1).requires_grad_(True)
     target = torch.cat([torch.zeros(len(values)), torch.ones(len(values))])
     weight = torch.where(target > 0.5, 16.1, 0.52) if weighted else None
-    keras_binary_crossentropy(probabilities, target, weight).backward()
-    gradient = keras_binary_crossentropy_gradient(probabilities.detach(), target, weight)
+    expected_loss = keras_binary_crossentropy(probabilities, target, weight)
+    expected_loss.backward()
+    loss, gradient = keras_binary_crossentropy_with_gradient(probabilities.detach(), target, weight)
+    assert torch.equal(loss, expected_loss.detach())
     assert gradient.shape == probabilities.shape
     assert torch.equal(gradient, probabilities.grad)
     clipped = (values < 1e-7) | (values > 1 - 1e-7)
