@@ -396,6 +396,27 @@ class _FusedStorage:
                        + [net.batchnorms[column].weight for column in COLUMNS]
                        + [net.batchnorms[column].bias for column in COLUMNS]
                        + [net.output.weight, net.output.bias])
+        self.leaf_rows = [leaf.shape[0] for leaf in self.leaves[:len(COLUMNS)]]
+        self.gradients: tuple[torch.Tensor, ...] | None = None
+        self.gradient_views: list[torch.Tensor] = []
+
+    def gradient_buffers(self) -> tuple[torch.Tensor, ...]:
+        """Fused gradient tensors (table, gamma, beta, Dense weight, bias) that every parameter's .grad views.
+
+        StreetcarNet.logits_and_backward copies each step's gradients into
+        them: five copies instead of cutting 23 fresh views and assigning them
+        (~0.1 ms a step on the 2-core CPU, measured).  If anything replaced a
+        .grad (zero_grad(set_to_none=True), a manual assignment), the buffers
+        are linked again.
+        """
+        if self.gradients is None or any(leaf.grad is not view for leaf, view in zip(self.leaves, self.gradient_views)):
+            weight, bias = self.leaves[-2], self.leaves[-1]
+            self.gradients = (torch.zeros_like(self.table), torch.zeros_like(self.gamma), torch.zeros_like(self.beta),
+                              torch.zeros_like(weight), torch.zeros_like(bias))
+            self.gradient_views = _leaf_gradients(self.gradients, self.leaf_rows)
+            for leaf, view in zip(self.leaves, self.gradient_views):
+                leaf.grad = view
+        return self.gradients
 
     def ensure_tied(self, net: "StreetcarNet") -> None:
         if [slot[key].data_ptr() for slot, key in self.slots] != self.addresses:
@@ -553,7 +574,8 @@ class StreetcarNet(nn.Module):
 
         `backward(grad_logits)` takes dL/dlogits (batch, 1) and stores every
         parameter's gradient in its `.grad`, replacing what was there (the
-        effect of zero_grad(set_to_none=True) + loss.backward()).  The values
+        effect of zero_grad() + loss.backward(); the .grad tensors are views
+        of fused buffers, overwritten in place each step: _FusedStorage.gradient_buffers).  The values
         are bitwise those `logits()` + autograd give: both run
         _fused_forward / _fused_backward.  What goes is the autograd engine,
         whose fixed cost per backward call and per parameter tensor is a third
@@ -565,13 +587,12 @@ class StreetcarNet(nn.Module):
         with torch.no_grad():
             logits, batch_mean, batch_var, saved = _fused_forward(*self._fused_arguments(features))
             self._update_moving_statistics(batch_mean, batch_var)
-        leaves = self._fused.leaves
-        leaf_rows = [leaf.shape[0] for leaf in leaves[:len(COLUMNS)]]
+        fused = self._fused
 
         @torch.no_grad()
         def backward(grad_logits: torch.Tensor) -> None:
-            for leaf, grad in zip(leaves, _leaf_gradients(_fused_backward(saved, grad_logits), leaf_rows)):
-                leaf.grad = grad
+            for buffer, grad in zip(fused.gradient_buffers(), _fused_backward(saved, grad_logits)):
+                buffer.copy_(grad)
 
         return logits, backward
     # [/docs:lightning-logits-and-backward]

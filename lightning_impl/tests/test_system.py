@@ -93,9 +93,14 @@ def test_a_closed_form_sgd_update_equals_the_autograd_one():
     by_autograd = perturbed_classifier("hard_sigmoid", dropout_rate=0.0)
     closed_form = copy.deepcopy(by_autograd)
     optimizers = [module.configure_optimizers() for module in (by_autograd, closed_form)]
-    for _ in range(3):                          # grads replaced each step, never accumulated
+    for step in range(4):                       # grads replaced each step, never accumulated
         autograd_step(by_autograd, batch)
         optimizers[0].step()
+        if step == 2:
+            # Whatever replaced the .grad tensors in between, the next step's are written afresh.
+            closed_form.zero_grad(set_to_none=True)
+        elif step == 3:
+            closed_form.net.output.bias.grad = torch.full_like(closed_form.net.output.bias, 99.0)
         closed_form.closed_form_step(batch)
         optimizers[1].step()
     for (name, expected), parameter in zip(by_autograd.named_parameters(), closed_form.parameters()):
