@@ -36,7 +36,11 @@ Speed.  The forward never walks the seven branches and never builds a
   BatchNorm over the 70 features + dropout + Dense with a hand-written
   backward on table-row tensors (see its docstring);
 * dropout draws only the positions it drops (~21 of 70,000 per batch at the
-  book's rate), not a dense mask (`sample_dropout_positions`).
+  book's rate), not a dense mask (`sample_dropout_positions`);
+* training without autograd: `logits_and_backward` runs the same forward and
+  backward as plain functions (`_fused_forward`, `_fused_backward`) and
+  returns a `backward(grad_logits)` that writes every parameter's .grad,
+  like torch.func.vjp; lightning_impl.system trains with it by default.
 
 Measured on the 2-core CPU (batch 1000, one thread): a training step with
 F.embedding on the concatenated table, torch batch_norm with running stats
@@ -744,6 +748,6 @@ def set_canonical_weights(net: StreetcarNet, weights: Mapping[str, np.ndarray], 
             tensor.copy_(torch.as_tensor(np.asarray(value, dtype=np.float32)).to(tensor.device, tensor.dtype))
 
 
-__all__ = ["StreetcarNet", "ColumnBatchNorm", "apply_output_activation", "hard_sigmoid_keras2",
-           "output_activation_backward", "sample_dropout_positions", "get_canonical_weights", "set_canonical_weights", "parameter_counts",
-           "OUTPUT_ACTIVATIONS", "KERAS_BATCHNORM_MOMENTUM", "BATCHNORM_EPSILON"]
+__all__ = ["StreetcarNet", "ColumnBatchNorm", "apply_output_activation", "output_activation_backward",
+           "hard_sigmoid_keras2", "sample_dropout_positions", "get_canonical_weights", "set_canonical_weights",
+           "parameter_counts", "OUTPUT_ACTIVATIONS", "KERAS_BATCHNORM_MOMENTUM", "BATCHNORM_EPSILON"]
