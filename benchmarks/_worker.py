@@ -507,10 +507,10 @@ def lightning_trainer(settings: Mapping[str, Any], accelerator: str, epochs: int
 
 
 def product_steps_per_execution() -> int:
-    """SGD updates per Lightning step as lightning_impl.train runs them (1 for an older lightning_impl)."""
-    import lightning_impl.train as lightning_train
+    """SGD updates per Lightning step as lightning_impl.train runs them."""
+    from lightning_impl.train import DEFAULT_STEPS_PER_EXECUTION
 
-    return int(getattr(lightning_train, "DEFAULT_STEPS_PER_EXECUTION", 1))
+    return DEFAULT_STEPS_PER_EXECUTION
 
 
 def product_gradients() -> str:
@@ -646,7 +646,7 @@ def plain_training_steps(module, datamodule, epoch: int, steps: int | None = Non
         loader.sampler.set_epoch(epoch)
     module.train()
     done = 0
-    closed_form = getattr(module.hparams, "gradients", "autograd") == "closed_form"
+    closed_form = module.hparams.gradients == "closed_form"
     with detached_from_trainer(module):
         started, cpu_started = time.perf_counter(), time.process_time()
         for group in loader:
@@ -709,7 +709,7 @@ def profile_lightning(settings: Mapping[str, Any], module, datamodule, trainer_e
             "plain_cpu_ms_per_step": plain_cpu * 1000.0 / max(batches, 1), "steps_per_epoch": batches,
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "manual_optimization": not getattr(module, "automatic_optimization", True),
-            "gradients": getattr(module.hparams, "gradients", "autograd"),
+            "gradients": module.hparams.gradients,
             "top_operators": torch_profile_steps(module, datamodule, int(settings["profile_steps"]))}
 
 

@@ -40,8 +40,8 @@ training loader yields lists of K consecutive batches (the last list may be
 shorter) and StreetcarClassifier.training_step makes one SGD update per batch
 of the list, in order: the same batches, the same updates, the same numbers
 as K = 1, with Lightning's per-step machinery (hooks, fetcher, progress
-bookkeeping, ~0.5-1 ms on the 2-core CPU, a third of this model's ~2 ms
-step) paid once per K batches.  It is the Lightning counterpart of Keras's
+bookkeeping, ~0.5 ms a batch on the 2-core CPU, half of this model's ~1 ms
+closed-form step, docs/benchmarks.md) paid once per K batches.  It is the Lightning counterpart of Keras's
 compile(steps_per_execution=K), which keras_impl leaves at the book's 1
 because Keras's per-batch overhead is already inside its compiled loop.
 Lightning's batch_idx, progress bar and logging step then count lists;

@@ -216,5 +216,5 @@ class KerasEpochMetrics(nn.Module):
             part.reset()
 
 
-__all__ = ["keras_binary_crossentropy", "keras_binary_crossentropy_with_gradient", "keras_binary_crossentropy_per_sample", "KerasEpochMetrics",
-           "KERAS_EPSILON", "DELAY_THRESHOLD"]
+__all__ = ["keras_binary_crossentropy", "keras_binary_crossentropy_with_gradient",
+           "keras_binary_crossentropy_per_sample", "KerasEpochMetrics", "KERAS_EPSILON", "DELAY_THRESHOLD"]

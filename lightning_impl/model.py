@@ -200,6 +200,10 @@ class _FusedSaved(NamedTuple):
     keep_scale: float
 
 
+# _FusedSaved's leading tensor fields: what _FusedStreetcarFunction keeps with save_for_backward.
+_SAVED_TENSORS = _FusedSaved._fields.index("drops")
+
+
 def _fused_forward(codes, table, gamma, beta, weight, bias, moving_mean, moving_var, drops, frequency, training,
                    keep_scale, epsilon):
     """The fused forward (see _FusedStreetcarFunction): (logits, batch mean, batch variance, saved).
@@ -324,8 +328,8 @@ class _FusedStreetcarFunction(torch.autograd.Function):
                 keep_scale, epsilon, *leaves):
         logits, mean, var, saved = _fused_forward(codes, table, gamma, beta, weight, bias, moving_mean, moving_var,
                                                   drops, frequency, training, keep_scale, epsilon)
-        ctx.save_for_backward(*saved[:7])
-        ctx.rest = saved[7:]
+        ctx.save_for_backward(*saved[:_SAVED_TENSORS])
+        ctx.rest = saved[_SAVED_TENSORS:]
         ctx.leaf_rows = [leaf.shape[0] for leaf in leaves[:table.shape[0]]]
         if training:
             ctx.mark_non_differentiable(mean, var)
@@ -413,7 +417,9 @@ class _FusedStorage:
         .grad (zero_grad(set_to_none=True), a manual assignment), the buffers
         are linked again.
         """
-        if self.gradients is None or any(leaf.grad is not view for leaf, view in zip(self.leaves, self.gradient_views)):
+        linked = self.gradients is not None and all(
+            leaf.grad is view for leaf, view in zip(self.leaves, self.gradient_views))
+        if not linked:
             weight, bias = self.leaves[-2], self.leaves[-1]
             self.gradients = (torch.zeros_like(self.table), torch.zeros_like(self.gamma), torch.zeros_like(self.beta),
                               torch.zeros_like(weight), torch.zeros_like(bias))
@@ -579,12 +585,12 @@ class StreetcarNet(nn.Module):
         `backward(grad_logits)` takes dL/dlogits (batch, 1) and stores every
         parameter's gradient in its `.grad`, replacing what was there (the
         effect of zero_grad() + loss.backward(); the .grad tensors are views
-        of fused buffers, overwritten in place each step: _FusedStorage.gradient_buffers).  The values
-        are bitwise those `logits()` + autograd give: both run
-        _fused_forward / _fused_backward.  What goes is the autograd engine,
-        whose fixed cost per backward call and per parameter tensor is a third
-        of this small model's training step (lightning_impl.system).  The
-        moving statistics are updated as in `logits()`; training mode only.
+        of fused buffers overwritten in place each step, see
+        _FusedStorage.gradient_buffers).  The values are bitwise those
+        `logits()` + autograd give: both run _fused_forward / _fused_backward.
+        What goes is the autograd engine's fixed cost per backward call and
+        per parameter tensor (lightning_impl.system).  The moving statistics
+        are updated as in `logits()`; training mode only.
         """
         if not self.training:
             raise ValueError("logits_and_backward is for training steps; call logits() in eval mode")

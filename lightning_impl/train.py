@@ -74,8 +74,9 @@ PREDICTION_BATCH_ROWS = 131072
 # ~7x slower than 1 (OpenMP waits for a descheduled worker); 1 thread is never slower.
 DEFAULT_CPU_THREADS = 1
 # SGD updates per Lightning training step (lightning_impl.datamodule, "Steps per execution"):
-# the same batches and updates as 1, with Lightning's per-step machinery (~0.5-1 ms on the 2-core
-# CPU, as much as this model's whole ~1 ms closed-form step) paid once per 8 batches.  Keras's counterpart,
+# the same batches and updates as 1, with Lightning's per-step machinery (~0.5 ms a batch on the
+# 2-core CPU, measured in docs/benchmarks.md: half this model's ~1 ms closed-form step) paid once
+# per 8 batches.  Keras's counterpart,
 # compile(steps_per_execution=...), stays at the book's 1 in keras_impl.  --steps-per-execution 1
 # gives one Lightning step per batch (docs/benchmarks.md times both).
 DEFAULT_STEPS_PER_EXECUTION = 8
@@ -336,7 +337,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         if progress_bar:
             run_callbacks.append(TQDMProgressBar(refresh_rate=20))
         # Lightning's training steps per epoch: batches, grouped steps_per_execution at a time.
-        train_batches = -(-(-(-len(dataset.splits["train"]) // hyper.batch_size)) // steps_per_execution)
+        train_batches = math.ceil(math.ceil(len(dataset.splits["train"]) / hyper.batch_size) / steps_per_execution)
         # [docs:lightning-trainer]
         trainer = L.Trainer(
             accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,

@@ -148,3 +148,12 @@ def test_score_prints_one_human_line_and_rejects_bad_usage(checkpoint, capsys):
         score.main(["--route", "501"])
     assert exit_info.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_gradient_choices_are_the_modules_modes():
+    # lightning_impl.train spells them out so that --help does not import torch.
+    from lightning_impl.system import GRADIENT_MODES
+    from lightning_impl.train import DEFAULT_GRADIENTS, GRADIENT_CHOICES
+
+    assert GRADIENT_CHOICES == GRADIENT_MODES == ("closed_form", "autograd")
+    assert DEFAULT_GRADIENTS == "closed_form"

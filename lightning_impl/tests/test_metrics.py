@@ -93,7 +93,8 @@ def test_epoch_loss_is_the_row_weighted_mean_of_batch_losses_like_keras():
     correct = ((probabilities > 0.5).float() == target).float()
     assert figures["accuracy"] == pytest.approx(float(correct.mean()))
     assert figures["weighted_accuracy"] == pytest.approx(float((weight * correct).sum() / weight.sum()))
-    assert not metrics._pending and int(metrics.counts["accuracy"].tp + metrics.counts["recall"].fn) == 0   # compute() resets
+    # compute() resets
+    assert not metrics._pending and int(metrics.counts["accuracy"].tp + metrics.counts["recall"].fn) == 0
 
 
 def test_validation_metrics_without_weights_equal_plain_means():
