@@ -14,7 +14,7 @@ What it does, in order:
    --sample-rows subset when asked, and shares that one dataset with every
    training run, so all runs see the same rows;
 2. for every experiment of --experiments (rows of the table in
-   configs/streetcar.yaml, SPEC §6) and every framework of --frameworks,
+   configs/streetcar.yaml) and every framework of --frameworks,
    calls the framework's own `train()` in this process with one seed and
    the shared batch order (general.batch_order: both frameworks draw each
    epoch's batches from data.batches.epoch_permutation), exactly as
@@ -73,22 +73,18 @@ from configs.cli import RunRequest, non_negative_int, positive_int, resolve_run_
 from configs.loader import load_config
 from experiment.artifacts import write_bytes_atomic, write_json
 from experiment.console import emit_json, run_main, say
+from parity_tests.report_reasons import trends_section
+from parity_tests.report_story import (FRAMEWORK_LABELS, FRAMEWORKS, format_count, format_ratio, format_seconds,
+                                       no_delay_share, trend_checks)
 
 DEFAULT_EXPERIMENTS = ("1", "2", "3", "4", "5")
-FRAMEWORKS = ("keras", "lightning")
 DEFAULT_OUT_DIR = Path("docs") / "results"
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
 # The keys the issue asks for, per framework and experiment; the rest of a summary is extra context.
 SUMMARY_KEYS = ("epochs_run", "best_epoch", "val_accuracy_terminal", "val_accuracy_best", "test_accuracy",
                 "false_negatives", "recall", "seconds")
-FRAMEWORK_LABELS = {"keras": "Keras 3", "lightning": "Lightning"}
 FRAMEWORK_COLOURS = {"keras": "tab:red", "lightning": "tab:blue"}
-# SPEC §6: the chapter's own early-stopping example (patience 4) ran 12 epochs and kept 0.73164.
-BOOK_PATIENCE_4_EPOCHS = 12
-BOOK_PATIENCE_4_VAL_ACCURACY = 0.73164
-BOOK_20_EPOCH_VAL_ACCURACY = 0.7300
-MISSING = "–"
 
 
 def curves_file(experiment: str) -> str:
@@ -353,18 +349,6 @@ def plot_experiment_confusion(path: Path, experiment: str, runs: Mapping[str, Ma
 # --------------------------------------------------------------------------
 
 
-def format_ratio(value: float | None, digits: int = 5) -> str:
-    return MISSING if value is None else f"{value:.{digits}f}"
-
-
-def format_count(value: int | None) -> str:
-    return MISSING if value is None else f"{int(value):,}"
-
-
-def format_seconds(value: float | None) -> str:
-    return MISSING if value is None else f"{value:,.0f} s"
-
-
 # (label, summary key, formatter) of a per-experiment table's rows.
 TABLE_ROWS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("epochs run", "epochs_run", format_count),
@@ -390,7 +374,7 @@ def experiment_table(runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def index_table(results: Mapping[str, Any]) -> list[str]:
-    lines = ["| exp | what | epochs (table → run) | framework | epochs run | best epoch | val_acc terminal | "
+    lines = ["| exp | what | epoch cap (table → run) | framework | epochs run | best epoch | val_acc terminal | "
              "val_acc best | test acc | FN | TP | recall | wall time | figures |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for experiment, runs in results["experiments"].items():
@@ -409,396 +393,6 @@ def index_table(results: Mapping[str, Any]) -> list[str]:
                 f"{format_count(summary['true_positives'])} | {format_ratio(summary['recall'], 4)} | "
                 f"{format_seconds(summary['seconds'])} | {figures} |")
     return lines
-
-
-# --------------------------------------------------------------------------
-# The book's trends, judged on the numbers
-# --------------------------------------------------------------------------
-
-
-def _runs(results: Mapping[str, Any], experiment: str) -> Mapping[str, Mapping[str, Any]]:
-    return results["experiments"].get(experiment, {})
-
-
-def _verdict(flags: Sequence[bool]) -> str:
-    if all(flags):
-        return "**reproduces** in both frameworks" if len(flags) > 1 else "**reproduces**"
-    if not any(flags):
-        return "**does not reproduce**"
-    return "**reproduces in one framework only**"
-
-
-def _figures(summary: Mapping[str, Any]) -> str:
-    return (f"TP {format_count(summary['true_positives'])}, FN {format_count(summary['false_negatives'])}, "
-            f"recall {format_ratio(summary['recall'], 4)}, test accuracy {format_ratio(summary['test_accuracy'])}, "
-            f"terminal val_accuracy {format_ratio(summary['val_accuracy_terminal'])}")
-
-
-# val_accuracy this close to the test split's no-delay share counts as "predicting no delay everywhere";
-# the validation split's own share is within a few 1e-4 of it (the split is random over slots).
-NO_DELAY_LEVEL_TOLERANCE = 0.0005
-# A rise of val_loss by half or more from one epoch to the next is a "jump" worth naming.
-LOSS_JUMP_FACTOR = 1.5
-
-
-def no_delay_share(summary: Mapping[str, Any]) -> float:
-    """Accuracy on the test split of a model that always says "no delay": (tn + fp) / rows."""
-    (tn, fp), (fn, tp) = summary["confusion_matrix"]
-    return (tn + fp) / (tn + fp + fn + tp)
-
-
-def loss_jumps(summary: Mapping[str, Any]) -> list[str]:
-    """'epoch N (before → after)' for every epoch whose val_loss rose by LOSS_JUMP_FACTOR or more."""
-    val_loss = summary["history"]["val_loss"]
-    return [f"epoch {epoch + 1} ({val_loss[epoch - 1]:.4f} → {val_loss[epoch]:.4f})"
-            for epoch in range(1, len(val_loss)) if val_loss[epoch] >= LOSS_JUMP_FACTOR * val_loss[epoch - 1]]
-
-
-def history_story(summary: Mapping[str, Any]) -> str:
-    """Generated: where the validation curve sat at the all-"no delay" level, and where val_loss jumped up."""
-    val_accuracy, val_loss = summary["history"]["val_accuracy"], summary["history"]["val_loss"]
-    baseline = no_delay_share(summary)
-    at_baseline = [epoch + 1 for epoch, value in enumerate(val_accuracy)
-                   if abs(value - baseline) <= NO_DELAY_LEVEL_TOLERANCE]
-    jumps = loss_jumps(summary)
-    parts = [f"always answering \"no delay\" scores {baseline:.5f} on the test split"]
-    if at_baseline:
-        parts.append(f"val_accuracy was at that level (within {NO_DELAY_LEVEL_TOLERANCE}) at epoch(s) "
-                     f"{', '.join(str(epoch) for epoch in at_baseline)} of {len(val_accuracy)}")
-    else:
-        parts.append("val_accuracy never reached that level")
-    if jumps:
-        parts.append(f"val_loss jumped up at {', '.join(jumps)}")
-    return "; ".join(parts)
-
-
-# SPEC §6's trends: id -> (the book's claim, the experiments it needs).
-BOOK_TRENDS: dict[str, tuple[str, list[str]]] = {
-    "1": ("experiment 1 (10 epochs, no weighting) always predicts \"no delay\": accuracy > 97 %, recall 0", ["1"]),
-    "2": ("experiment 2 (50 epochs, no weighting) predicts some delays, but FN ≈ 2 × TP", ["2"]),
-    "3": ("experiment 3 (class weights) gives more true positives than false negatives", ["3"]),
-    "4": ("experiment 4 (early stop on val_loss) has better recall than experiment 3", ["3", "4"]),
-    "5": ("experiment 5 (early stop on val_accuracy) has better recall and better validation accuracy than "
-          "experiment 4", ["4", "5"]),
-}
-
-
-def unchecked_trends(results: Mapping[str, Any]) -> list[str]:
-    """Generated: the book's trends this run could not test, and which experiment was missing."""
-    lines = []
-    for trend, (claim, needed) in BOOK_TRENDS.items():
-        missing = [experiment for experiment in needed if experiment not in results["experiments"]]
-        if missing:
-            lines.append(f"- Not checked: {claim} (not in this run: experiment {', '.join(missing)}).")
-    return lines
-
-
-def trend_checks(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One entry per book trend whose experiments ran: the claim, per-framework evidence, the verdict."""
-    checks = []
-
-    def add(trend: str, claim: str, needed: Sequence[str], judge: Callable[[str], tuple[bool, str]]) -> None:
-        frameworks = [name for name in FRAMEWORKS if all(name in _runs(results, exp) for exp in needed)]
-        if not frameworks:
-            return
-        evidence = {name: judge(name) for name in frameworks}
-        checks.append({"trend": trend, "claim": claim, "experiments": list(needed),
-                       "reproduced": {name: bool(flag) for name, (flag, _) in evidence.items()},
-                       "evidence": {name: text for name, (_, text) in evidence.items()},
-                       "verdict": _verdict([flag for flag, _ in evidence.values()])})
-
-    def experiment_1(name):
-        run = _runs(results, "1")[name]
-        tn, fp = run["confusion_matrix"][0]
-        always_no_delay = run["true_positives"] == 0 and fp == 0
-        flag = always_no_delay and run["test_accuracy"] > 0.97 and run["recall"] == 0.0
-        what = "predicts no delay for every test row" if always_no_delay else \
-            f"predicts delay for {format_count(run['true_positives'] + fp)} test rows"
-        return flag, f"{what}; {_figures(run)}; {history_story(run)}"
-
-    add("1", *BOOK_TRENDS["1"], experiment_1)
-
-    def experiment_2(name):
-        run = _runs(results, "2")[name]
-        tp, fn = run["true_positives"], run["false_negatives"]
-        flag = tp > 0 and fn > tp
-        ratio = f"FN/TP = {fn / tp:.2f}" if tp else "no true positives at all, so FN/TP is undefined"
-        return flag, f"{ratio}; {_figures(run)}"
-
-    add("2", *BOOK_TRENDS["2"], experiment_2)
-
-    def experiment_3(name):
-        run = _runs(results, "3")[name]
-        tp, fn = run["true_positives"], run["false_negatives"]
-        relation = ">" if tp > fn else ("=" if tp == fn else "<")
-        text = (f"TP {format_count(tp)} {relation} FN {format_count(fn)} at the last epoch ({run['epochs_run']}); "
-                f"recall {format_ratio(run['recall'], 4)}, test accuracy {format_ratio(run['test_accuracy'])}, "
-                f"terminal val_accuracy {format_ratio(run['val_accuracy_terminal'])}")
-        jumps = loss_jumps(run)
-        if jumps:
-            text += f"; val_loss jumped up at {', '.join(jumps)}"
-        for later in ("4", "5"):
-            other = _runs(results, later).get(name)
-            if other is not None and other["kept_epoch"] != run["kept_epoch"]:
-                # Experiments 4/5 are the same training kept at another epoch (shared_trajectory_lines).
-                text += (f"; the same training kept at epoch {other['kept_epoch']} (experiment {later}) has "
-                         f"TP {format_count(other['true_positives'])} vs FN {format_count(other['false_negatives'])}")
-                break
-        return tp > fn, text
-
-    add("3", *BOOK_TRENDS["3"], experiment_3)
-
-    def experiment_4(name):
-        run, before = _runs(results, "4")[name], _runs(results, "3")[name]
-        flag = run["recall"] > before["recall"]
-        return flag, (f"recall {format_ratio(run['recall'], 4)} (exp 4, kept epoch {run['kept_epoch']} of "
-                      f"{run['epochs_run']}) vs {format_ratio(before['recall'], 4)} (exp 3)")
-
-    add("4", *BOOK_TRENDS["4"], experiment_4)
-
-    def experiment_5(name):
-        run, before = _runs(results, "5")[name], _runs(results, "4")[name]
-        better_recall = run["recall"] > before["recall"]
-        better_accuracy = run["val_accuracy_terminal"] > before["val_accuracy_terminal"]
-        return better_recall and better_accuracy, (
-            f"recall {format_ratio(run['recall'], 4)} vs {format_ratio(before['recall'], 4)} "
-            f"({'better' if better_recall else 'not better'}); terminal val_accuracy "
-            f"{format_ratio(run['val_accuracy_terminal'])} vs {format_ratio(before['val_accuracy_terminal'])} "
-            f"({'better' if better_accuracy else 'not better'}); kept (best) val_accuracy "
-            f"{format_ratio(run['val_accuracy_kept'])} vs {format_ratio(before['val_accuracy_kept'])}"
-            + (f"; both kept epoch {run['kept_epoch']}: the lowest val_loss and the highest val_accuracy fell "
-               f"on the same epoch" if run["kept_epoch"] == before["kept_epoch"] else
-               f"; kept epoch {run['kept_epoch']} vs {before['kept_epoch']}"))
-
-    add("5", *BOOK_TRENDS["5"], experiment_5)
-
-    def patience_example(name):
-        run = _runs(results, "5")[name]
-        return (abs(run["val_accuracy_kept"] - BOOK_PATIENCE_4_VAL_ACCURACY) < 0.01, (
-            f"ran {run['epochs_run']} epoch(s) (book {BOOK_PATIENCE_4_EPOCHS}): val_accuracy peaked at epoch "
-            f"{run['kept_epoch']} and did not improve in the {run['epochs_run'] - run['kept_epoch']} epoch(s) after; "
-            f"kept val_accuracy {format_ratio(run['val_accuracy_kept'])} (book {BOOK_PATIENCE_4_VAL_ACCURACY}; "
-            f"within 0.01 counts as reproduced)"))
-
-    if results["settings"].get("patience") == 4:
-        add("5-patience-4", f"early stopping on val_accuracy with patience 4 runs {BOOK_PATIENCE_4_EPOCHS} epochs "
-            f"and keeps val_accuracy {BOOK_PATIENCE_4_VAL_ACCURACY}", ["5"], patience_example)
-    return checks
-
-
-def shared_trajectory_lines(results: Mapping[str, Any]) -> list[str]:
-    """Generated: experiments 3, 4 and 5 differ only in callbacks, so with one seed they train identically.
-
-    Same initial weights (one seed), same class weight, same batch order: the
-    epochs they have in common should be the same epochs, and then 4 and 5
-    differ from 3 only in when they stop and which epoch they keep.  The book
-    ran each experiment as its own run; there, the differences also hold
-    run-to-run noise.  Checked on the numbers, not assumed.
-    """
-    lines = []
-    for framework in FRAMEWORKS:
-        present = [experiment for experiment in ("3", "4", "5") if framework in _runs(results, experiment)]
-        if len(present) < 2:
-            continue
-        histories = {experiment: _runs(results, experiment)[framework]["history"]["val_accuracy"]
-                     for experiment in present}
-        common = min(len(values) for values in histories.values())
-        largest = max(abs(histories[experiment][epoch] - histories[present[0]][epoch])
-                      for experiment in present[1:] for epoch in range(common))
-        kept = ", ".join(f"{experiment}: kept epoch {_runs(results, experiment)[framework]['kept_epoch']} of "
-                         f"{_runs(results, experiment)[framework]['epochs_run']}" for experiment in present)
-        if largest == 0.0:
-            lines.append(f"- {FRAMEWORK_LABELS[framework]}: experiments {', '.join(present)} have identical "
-                         f"val_accuracy over their {common} common epoch(s), so they are one training run that "
-                         f"differs only in when it stops and which epoch it keeps ({kept}).")
-        else:
-            lines.append(f"- {FRAMEWORK_LABELS[framework]}: experiments {', '.join(present)} differ by up to "
-                         f"{largest:.6f} in val_accuracy over their {common} common epoch(s) ({kept}).")
-    if lines:
-        lines.insert(0, "Experiments 3, 4 and 5 share the seed, the class weight and the batch order and differ "
-                        "only in their callbacks, so 4 and 5 can improve on 3 only by keeping a different epoch "
-                        "of the same training (the book's separate runs also differed by chance):")
-        lines.insert(1, "")
-    return lines
-
-
-def framework_agreement(results: Mapping[str, Any]) -> list[str]:
-    """Generated sentences: how far apart the two frameworks ended on each experiment."""
-    lines = []
-    for experiment, runs in results["experiments"].items():
-        if not all(name in runs for name in FRAMEWORKS):
-            continue
-        keras, lightning = runs["keras"], runs["lightning"]
-        lines.append(
-            f"- Experiment {experiment}: terminal val_accuracy differs by "
-            f"{abs(keras['val_accuracy_terminal'] - lightning['val_accuracy_terminal']):.5f}, test accuracy by "
-            f"{abs(keras['test_accuracy'] - lightning['test_accuracy']):.5f}, recall by "
-            f"{abs(keras['recall'] - lightning['recall']):.4f}; epochs run {keras['epochs_run']} vs "
-            f"{lightning['epochs_run']}, kept epoch {keras['kept_epoch']} vs {lightning['kept_epoch']}; "
-            f"wall time {format_seconds(keras['seconds'])} vs {format_seconds(lightning['seconds'])}.")
-    return lines
-
-
-# Hand-written: why a trend holds or not here.  Keyed by trend and by whether it reproduced;
-# the sentences with numbers are generated (trend_checks), these carry no figures of their own
-# except the data's fixed facts, which are read from the results where they vary.
-WHY = {
-    "1": {
-        True: "With one_weight 1.0 and about 2.2 % positive slots, the cross-entropy is minimised early by "
-              "pushing every output below 0.5; plain SGD at learning rate 0.001 needs far more than 10 epochs "
-              "before the embeddings separate the few delay-prone slots enough to cross the threshold. That "
-              "does not depend on the Keras version, the split or the date range, so it reproduces.",
-        False: "The book's model ends its 10 unweighted epochs predicting \"no delay\" everywhere. Ours gets "
-               "there (see the epochs at the no-delay level above) but does not stay: unweighted training with "
-               "plain SGD is not stable for this model, and val_loss jumps up at some epoch, after which the "
-               "model flags many slots as delays (the test counts above) and needs epochs to drift back. The epoch "
-               "of a jump depends on the initial weights, the batch order and float32 rounding (the frameworks' "
-               "sums differ in the last bits, and plain SGD on this unstable objective lets that grow over "
-               "epochs), so one 10-epoch run can end on either side; "
-               "the book's ended on the quiet side. The activation also differs: Keras 3's hard_sigmoid "
-               "relu6(x+3)/6 has slope 1/6 and is flat beyond |x| = 3, the book's Keras 2 clip(0.2x+0.5) has "
-               "slope 0.2 and is flat beyond |x| = 2.5, which changes where the output sits after each step.",
-    },
-    "2": {
-        True: "Given enough epochs the unweighted model starts to predict the strongest delay slots, but the "
-              "2 % base rate keeps most delays below the threshold, as in the book.",
-        False: "The book needed 50 unweighted epochs before any delay was predicted, and even then FN was "
-               "about twice TP. When the run here is capped (see the epochs column) experiment 2 is hardly more "
-               "than experiment 1 and is expected to predict no delays at all; uncapped, the slower Keras 3 "
-               "hard_sigmoid (slope 1/6 instead of 0.2: smaller gradients per unit of logit) and the "
-               "2019-10-31 end date (the book padded Nov-Dec 2019 with all-zero slots, which only makes "
-               "\"no delay\" easier) both move the point at which delays start to be predicted.",
-    },
-    "3": {
-        True: "The balanced class weight (one_weight = count_no_delay / count_delay on the train split, value "
-              "under \"How this setup differs\") makes a missed delay cost as much as one_weight false alarms, "
-              "so the model predicts delay wherever a slot's delay rate is well above average, and true "
-              "positives overtake false negatives within the first epochs. Our weight is computed the book's "
-              "way, on our 60 % train split and without the book's all-zero Nov-Dec 2019 padding (which would "
-              "have made it larger).",
-        False: "The weighted training does not settle within these epochs: like the unweighted one it swings "
-               "from epoch to epoch (see the curves), and the last epoch, the one experiment 3 tests, landed in a "
-               "low-recall swing. Where val_loss jumps and stays up (the epochs named above) while "
-               "val_accuracy barely moves, that is consistent with hard_sigmoid's flat ends: beyond |x| = 3 the "
-               "output is exactly 0 or 1, a wrong answer there costs the clipped maximum cross-entropy and "
-               "passes no gradient back, so such rows raise the loss without being corrected. The same training kept at an earlier epoch (the figures above) does catch more "
-               "delays than it misses, so the trend holds for the model but not for this last epoch; the book's "
-               "50 epochs (capped here) and its single run could land anywhere in such swings.",
-    },
-    "4": {
-        True: "Stopping on val_loss keeps an earlier epoch than the last; here that epoch happens to sit at a "
-              "higher recall than experiment 3's final weights.",
-        False: "Early stopping on val_loss only changes which epoch of the same training is kept (see \"One "
-               "training behind experiments 3, 4 and 5\"): whether that epoch has a higher recall than the "
-               "last one depends on where the epoch-to-epoch swings leave the last epoch. Here the last epoch "
-               "of experiment 3 had the higher recall, by the margin shown above. The book's experiments were "
-               "separate runs, so its comparison also carries run-to-run variation.",
-    },
-    "5": {
-        True: "Stopping on val_accuracy keeps the epoch where the weighted model is most accurate on the "
-              "validation split, which, as in the book, is also one with high recall.",
-        False: "Here experiments 4 and 5 are the same training (one seed, one batch order) and differ only in "
-               "the epoch they keep. Where the lowest val_loss and the highest val_accuracy fall on the same "
-               "epoch (see the kept epochs above), they keep the same weights and their figures are identical, "
-               "so neither can be better. The book ran each experiment as a separate run from its own initial "
-               "weights, so its improvement from 4 to 5 includes run-to-run variation that a one-seed "
-               "comparison removes. Beyond that, on a split that is ~98 % no-delay the epoch of highest "
-               "val_accuracy is essentially the one with the fewest false alarms, which does not by itself "
-               "favour recall.",
-    },
-    "5-patience-4": {
-        True: "The weighted model's validation accuracy is set by how many of the ~98 % no-delay slots the "
-              "class weight pushes above 0.5 (the false positives of the confusion matrix); with a class weight "
-              "computed the book's way that share is close to the book's, and so is the kept value.",
-        False: "Our weighted training reaches its best val_accuracy in the first epochs and then swings below "
-               "it, so patience 4 stops it a few epochs later (the counts above); the book's run kept improving "
-               "until epoch 8. The level itself is set by how many no-delay slots the class weight pushes above "
-               "0.5; our data keep the rows with out-of-range vehicle numbers (more delay slots), end on "
-               "2019-10-31 and use a 60/20/20 split, and the activation is Keras 3's, so the level and the "
-               "epoch at which it peaks differ from the book's.",
-    },
-}
-
-
-def dataset_facts_lines(results: Mapping[str, Any]) -> list[str]:
-    facts = results.get("dataset", {})
-    lines = []
-    if facts:
-        one_weights = sorted({round(run["one_weight"], 3) for runs in results["experiments"].values()
-                              for run in runs.values() if run["one_weight"] != 1.0})
-        lines.append(f"- Data: {format_count(facts.get('rows'))} slots (train / valid / test "
-                     f"{format_count(facts['splits'].get('train'))} / {format_count(facts['splits'].get('valid'))} / "
-                     f"{format_count(facts['splits'].get('test'))}), delay rate "
-                     f"{facts['delay_rate'] * 100:.2f} %, dates {facts.get('date_start')} to {facts.get('date_end')}"
-                     + (f", balanced one_weight {', '.join(str(value) for value in one_weights)}" if one_weights else "")
-                     + ".")
-    return lines
-
-
-SETUP_DIFFERENCES = [
-    "**Output activation.** `hard_sigmoid` in Keras 3 is relu6(x + 3) / 6 (= torch's `hardsigmoid`: slope 1/6, "
-    "saturates at |x| ≥ 3); the book's Keras 2.2.4 used clip(0.2x + 0.5, 0, 1) (slope 0.2, saturates at "
-    "|x| ≥ 2.5). Both frameworks here use the Keras 3 definition (`hyperparameters.output_activation`); "
-    "`hard_sigmoid_keras2` is available to rerun with the book's.",
-    "**Split.** 60/20/20 of all slots (SPEC §4); the book's \"0.2 of the rest\" gives 64/16/20.",
-    "**Date range.** The grid ends on the data's last report date, 2019-10-31; the book ran it to 2019-12-31, "
-    "padding two months of slots that are all \"no delay\".",
-    "**Rows kept.** Rows with a vehicle number outside the fleet ranges are kept (the vehicle is not a feature "
-    "and the delay happened; `data.drop_bad_vehicles`), so there are slightly more delay slots than in the book.",
-    "**One seed, one run per framework.** Both the unweighted and the weighted training swing from epoch to "
-    "epoch: one run's last epoch is a noisy measurement (see *Keras 3 vs Lightning* for how far the two runs "
-    "ended apart). The book's figures are single runs too.",
-]
-
-
-def initial_weights_sentence(settings: Mapping[str, Any]) -> str:
-    """How the runs of one experiment got their initial weights (--initial-weights; older results: seeded)."""
-    if settings.get("initial_weights", "seeded") == "shared":
-        return ("Both frameworks of an experiment start from the same initial weights (drawn once from the seed "
-                "with Keras's initialisers, `--initial-weights shared`) and see identical batches (shared batch "
-                "order), so their runs differ only by the dropout masks (the book's rate 0.0003: about 21 of "
-                "the 70,000 values of a batch, drawn by each framework from its own generator) and float32 "
-                "rounding; the trajectory tests (dropout 0) show the runs agree epoch by epoch without the "
-                "first; how far apart these small differences carry the full-data runs is measured below")
-    return ("Both frameworks train from their own seeded initial weights (`--initial-weights seeded`) on "
-            "identical batches (shared batch order), so the two runs of an experiment start apart")
-
-
-def trends_section(results: Mapping[str, Any]) -> list[str]:
-    checks = trend_checks(results)
-    lines = ["## Compared with the book (SPEC §6)", ""]
-    if not checks:
-        return lines + ["No experiment of the book's trends (1-5) was run.", ""]
-    unchecked = unchecked_trends(results)
-    if unchecked:
-        lines += [*unchecked, ""]
-    for check in checks:
-        lines.append(f"**{check['claim'][0].upper() + check['claim'][1:]}** — {check['verdict']}.")
-        lines.append("")
-        for framework, text in check["evidence"].items():
-            lines.append(f"- {FRAMEWORK_LABELS[framework]}: {text}.")
-        lines.append("")
-        reasons = WHY.get(check["trend"], {})
-        for reproduced in sorted(set(check["reproduced"].values()), reverse=True):
-            text = reasons.get(reproduced)
-            if text:
-                prefix = "" if len(set(check["reproduced"].values())) == 1 else \
-                    ("Where it holds: " if reproduced else "Where it does not: ")
-                lines.append(f"*Why:* {prefix}{text}")
-                lines.append("")
-    trajectory = shared_trajectory_lines(results)
-    if trajectory:
-        lines += ["### One training behind experiments 3, 4 and 5", "", *trajectory, ""]
-    lines += ["### How this setup differs from the book's", "", *dataset_facts_lines(results),
-              *(f"- {item}" for item in SETUP_DIFFERENCES), ""]
-    agreement = framework_agreement(results)
-    if agreement:
-        lines += ["### Keras 3 vs Lightning", "",
-                  f"{initial_weights_sentence(results['settings'])}; the numeric parity with copied weights is "
-                  f"proven in `parity_tests/` — here the question is whether the two full-data runs tell the "
-                  f"same story.", "", *agreement, ""]
-    return lines
-
 
 def render_markdown(results: Mapping[str, Any]) -> str:
     settings, machine = results["settings"], results["machine"]

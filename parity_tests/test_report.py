@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from parity_tests import report
+from parity_tests import report, report_story
 
 SAMPLE_ARGUMENTS = ["--experiments", "1,5", "--sample-rows", "30000", "--epochs", "2", "--patience", "1"]
 EPOCH_CAP = 2
@@ -175,7 +175,7 @@ def test_trend_sentences_follow_the_numbers():
         "4": {"keras": fake_summary(140, 60, 2400, 7400, [0.70, 0.74], kept_epoch=1),
               "lightning": fake_summary(160, 40, 2600, 7200, [0.70, 0.71], kept_epoch=1)},
     }}
-    checks = {check["trend"]: check for check in report.trend_checks(results)}
+    checks = {check["trend"]: check for check in report_story.trend_checks(results)}
     assert set(checks) == {"1", "3", "4"}  # 2 and 5 did not run: no claim about them
     assert checks["1"]["reproduced"] == {"keras": True, "lightning": False}
     assert checks["1"]["verdict"] == "**reproduces in one framework only**"
@@ -192,10 +192,10 @@ def test_shared_trajectory_is_checked_not_assumed():
     same = {"settings": {}, "experiments": {
         "3": {"keras": fake_summary(150, 50, 2500, 7300, [0.70, 0.72, 0.71])},
         "5": {"keras": fake_summary(150, 50, 2500, 7300, [0.70, 0.72], kept_epoch=2)}}}
-    lines = report.shared_trajectory_lines(same)
+    lines = report_story.shared_trajectory_lines(same)
     assert any("experiments 3, 5 have identical val_accuracy over their 2 common epoch(s)" in line for line in lines)
     assert any("5: kept epoch 2 of 2" in line for line in lines)
     different = {"settings": {}, "experiments": {
         "3": {"keras": fake_summary(150, 50, 2500, 7300, [0.70, 0.72, 0.71])},
         "4": {"keras": fake_summary(150, 50, 2500, 7300, [0.70, 0.7225])}}}
-    assert any("differ by up to 0.002500" in line for line in report.shared_trajectory_lines(different))
+    assert any("differ by up to 0.002500" in line for line in report_story.shared_trajectory_lines(different))
