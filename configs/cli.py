@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from configs.loader import Config, ConfigError, ExperimentSettings, load_config, override, resolve_experiment
 
@@ -90,7 +92,8 @@ def resolve_run_request(args: argparse.Namespace) -> RunRequest:
     if args.out_dir is not None:
         config = override(config, "general.out_dir", args.out_dir)
     if args.raw_dir is not None:
-        config = override(config, "data.raw_dir", args.raw_dir)
+        # Absolute from here on: run_request.json and any child process name the same folder.
+        config = override(config, "data.raw_dir", os.path.abspath(Path(args.raw_dir).expanduser()))
     settings = resolve_experiment(config, args.experiment)
     if args.epochs is not None:
         settings = dataclasses.replace(settings, epochs=args.epochs)

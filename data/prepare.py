@@ -37,7 +37,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -46,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from configs.loader import Config, load_config
+from data.atomic import atomic_path, is_temporary_name, write_atomic
 from data.clean import clean_records
 from data.dataset import COLUMNS, TARGET, PreparedDataset
 from data.load import read_raw_workbooks
@@ -252,38 +252,18 @@ def build_arrays(raw_paths: Sequence[Path], raw_files: list[dict[str, Any]], con
 
 # ----------------------------------------------------------------- cache files
 
-def write_atomic(path: Path, write) -> None:
-    """Call write(temp_path) on a temp file beside `path`, then rename it into place.
-
-    A reader sees the old file or the whole new one, never half of one; a
-    killed run leaves only a hidden .tmp that prune_cache removes later.  The
-    temp file is made 0600 by mkstemp; it becomes 0644 (not via os.umask,
-    which is process-wide and racy in a threaded trainer) so that a shared
-    cache stays readable.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temp_name)
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_parquet_atomic(path: Path, columns: Mapping[str, np.ndarray]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.table({name: pa.array(values) for name, values in columns.items()})
-    write_atomic(path, lambda temp_name: pq.write_table(table, temp_name, compression="zstd"))
+    with atomic_path(path) as temporary:
+        pq.write_table(table, temporary, compression="zstd")
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     text = json.dumps(payload, indent=1)
-    write_atomic(path, lambda temp_name: Path(temp_name).write_text(text, encoding="utf-8"))
+    write_atomic(path, text)
 
 
 def write_cache(cache_dir: Path, key: str, key_fields: Mapping[str, Any], built: Mapping[str, Any]) -> Path:
@@ -383,7 +363,7 @@ def prune_cache(cache_dir: Path, keep_key: str) -> None:
     for path in entries:
         try:
             old = now - path.stat().st_mtime > STALE_TEMP_SECONDS
-            is_temp = path.name.startswith(f".{CACHE_PREFIX}") and path.name.endswith(".tmp")
+            is_temp = path.name.startswith(f".{CACHE_PREFIX}") and is_temporary_name(path.name)
             is_entry = path.name.startswith(CACHE_PREFIX) and path.suffix in (".json", ".parquet")
             if (is_temp and old) or (is_entry and path.stem not in keep_stems and old):
                 path.unlink()

@@ -130,9 +130,9 @@ def build_compiled_model(request: RunRequest, dataset: PreparedDataset):
 # [docs:keras-save]
 def save_final_model(model, run_dir: Path) -> Path:
     """The book's §6.10 explicit save (see the module docstring for the Keras 2 -> 3 mapping)."""
-    from data.vocab import write_text_atomic
+    from data.atomic import write_atomic
 
-    write_text_atomic(run_dir / ARCHITECTURE_FILE, model.to_json())
+    write_atomic(run_dir / ARCHITECTURE_FILE, model.to_json())
     model.save_weights(str(run_dir / WEIGHTS_FILE))
     model.save(str(run_dir / FINAL_MODEL_FILE))
     return run_dir / FINAL_MODEL_FILE
@@ -364,14 +364,14 @@ def prepare_resume(run_dir: Path, dataset: PreparedDataset, settings) -> int:
 
 def trim_training_log(path: Path, epochs: int) -> None:
     """Keep the header and the rows of epochs 0..epochs-1 of Keras's CSVLogger file (atomically)."""
-    from experiment.artifacts import write_bytes_atomic
+    from data.atomic import write_atomic
 
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = lines[:1] + [line for line in lines[1:] if line.split(",", 1)[0].strip().isdigit()
                         and int(line.split(",", 1)[0]) < epochs]
-    write_bytes_atomic(path, "".join(kept).encode("utf-8"))
+    write_atomic(path, "".join(kept).encode("utf-8"))
 
 
 def extend_history(history: Mapping[str, list[float]], figures: Mapping[str, float]) -> dict[str, list[float]]:

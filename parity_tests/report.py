@@ -71,7 +71,8 @@ import numpy as np
 
 from configs.cli import RunRequest, non_negative_int, positive_int, resolve_run_request
 from configs.loader import load_config
-from experiment.artifacts import write_bytes_atomic, write_json
+from data.atomic import write_atomic
+from experiment.artifacts import write_json
 from experiment.console import emit_json, run_main, say
 
 DEFAULT_EXPERIMENTS = ("1", "2", "3", "4", "5")
@@ -298,7 +299,7 @@ def _save(figure, path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    return write_bytes_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue())
 
 
 def plot_experiment_curves(path: Path, experiment: str, runs: Mapping[str, Mapping[str, Any]]) -> Path:
@@ -854,7 +855,7 @@ def write_outputs(out_dir: Path, results: Mapping[str, Any]) -> None:
         plot_experiment_curves(out_dir / curves_file(experiment), experiment, runs)
         plot_experiment_confusion(out_dir / confusion_file(experiment), experiment, runs)
     write_json(out_dir / RESULTS_JSON, results_payload(results))
-    write_bytes_atomic(out_dir / RESULTS_MARKDOWN, render_markdown(results).encode("utf-8"))
+    write_atomic(out_dir / RESULTS_MARKDOWN, render_markdown(results).encode("utf-8"))
 
 
 # --------------------------------------------------------------------------
