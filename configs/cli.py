@@ -13,6 +13,11 @@ flags, and every flag overrides one config key, so a run is described by
     --raw-dir DIR        data.raw_dir (else $STREETCAR_RAW_DIR, else data/raw/)
     --out-dir DIR        general.out_dir (each run gets a new sub-directory)
     --json               one JSON object on stdout; progress goes to stderr
+
+Every command of the project (trainers, scorers, convert, data.prepare,
+data.fetch, replay, the reports, the benchmarks) builds its parser with
+`OneLineArgumentParser`, so a bad flag is one line `error: ...; see <prog>
+--help` and exit status 2, as experiment.console promises for every user error.
 """
 
 from __future__ import annotations
@@ -20,10 +25,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from configs.loader import Config, ConfigError, ExperimentSettings, load_config, override, resolve_experiment
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit status 2 (stock argparse prints the usage block first)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        print(f"error: {message}; see {self.prog} --help", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (a framework's multi-line error, cut for a one-line report)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else error.__class__.__name__
 
 
 def positive_int(text: str) -> int:
@@ -103,5 +123,5 @@ def resolve_run_request(args: argparse.Namespace) -> RunRequest:
                       raw_dir=config.data.raw_dir, json=args.json)
 
 
-__all__ = ["add_common_arguments", "resolve_run_request", "RunRequest", "ConfigError",
+__all__ = ["OneLineArgumentParser", "first_line", "add_common_arguments", "resolve_run_request", "RunRequest", "ConfigError",
            "positive_int", "non_negative_int"]

@@ -42,6 +42,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from configs.cli import OneLineArgumentParser
 from data.atomic import atomic_path
 from data.load import read_workbook_columns
 from data.paths import DEFAULT_RAW_DIR
@@ -286,7 +287,7 @@ def parse_years(text: str) -> tuple[int, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: 0 ok, 1 portal unreachable / file system error, 2 bad input or payload."""
-    parser = argparse.ArgumentParser(prog="python -m data.fetch", description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(prog="python -m data.fetch", description=__doc__.splitlines()[0])
     parser.add_argument("--dest", default=str(DEFAULT_RAW_DIR), help="folder to download into (default data/raw/)")
     parser.add_argument("--force", action="store_true", help="download again even if a file exists")
     parser.add_argument("--years", type=parse_years, default=DEFAULT_YEARS, help="e.g. 2014-2019 (default)")

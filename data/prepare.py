@@ -44,6 +44,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from configs.cli import OneLineArgumentParser
 from configs.loader import Config, load_config
 from data.atomic import atomic_path, is_temporary_name, write_atomic
 from data.clean import clean_records
@@ -480,7 +481,7 @@ def format_report(report: Mapping[str, Any]) -> str:
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m data.prepare",
+    parser = OneLineArgumentParser(prog="python -m data.prepare",
                                      description="Prepare (or load from the cache) the streetcar delay dataset "
                                                  "and report on it.")
     parser.add_argument("--config", help="YAML config (default configs/streetcar.yaml)")

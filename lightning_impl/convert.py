@@ -45,6 +45,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from configs.cli import OneLineArgumentParser
 from data.atomic import atomic_path
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, Vocabularies
@@ -386,7 +387,7 @@ def _plain_data(value: Any) -> Any:
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m lightning_impl.convert",
         description="Convert a trained streetcar model between Keras and Lightning (weights copied by canonical "
                     "name; the written file is loaded back and checked to predict what the source predicts).",

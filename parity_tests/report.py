@@ -69,7 +69,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import RunRequest, non_negative_int, positive_int, resolve_run_request
+from configs.cli import OneLineArgumentParser, RunRequest, non_negative_int, positive_int, resolve_run_request
 from configs.loader import load_config
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
@@ -113,7 +113,7 @@ def comma_list(text: str) -> list[str]:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m parity_tests.report",
         description="Run the chapter-6 experiments in Keras 3 and Lightning on one dataset, one seed and the "
                     "shared batch order; write tables, curves, confusion matrices and the comparison with "
