@@ -104,6 +104,18 @@ class RunRequest:
     json: bool
 
 
+def check_out_dir(out_dir: str | os.PathLike, source: str) -> None:
+    """ConfigError unless `out_dir` is a folder or can become one (no file in the way)."""
+    folder = Path(out_dir).expanduser()
+    for existing in (folder, *folder.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                in_the_way = "" if existing == folder else f" ({existing} is a file)"
+                raise ConfigError(f"{source} = {str(out_dir)!r} is not a folder{in_the_way}; name a folder "
+                                  f"for the run directories (it is created if missing)")
+            return
+
+
 def resolve_run_request(args: argparse.Namespace) -> RunRequest:
     """Apply the shared flags to the config; raises ConfigError with the key at fault."""
     config = load_config(args.config)
@@ -114,6 +126,8 @@ def resolve_run_request(args: argparse.Namespace) -> RunRequest:
     if args.raw_dir is not None:
         # Absolute from here on: run_request.json and any child process name the same folder.
         config = override(config, "data.raw_dir", os.path.abspath(Path(args.raw_dir).expanduser()))
+    check_out_dir(config.general.out_dir,
+                  "--out-dir" if args.out_dir is not None else f"{config.source}: 'general.out_dir'")
     settings = resolve_experiment(config, args.experiment)
     if args.epochs is not None:
         settings = dataclasses.replace(settings, epochs=args.epochs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -39,6 +40,36 @@ MONITORABLE_KEYS = (
 
 class ConfigError(ValueError):
     """A configuration file or override that cannot be used; says which key."""
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping names the same key twice (PyYAML would keep the last one silently)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys and leaves dates as text.
+
+    Stock PyYAML keeps the last of two equal keys without a word, and turns
+    `2019-13-45` into a bare ValueError ("month must be in 1..12") that names
+    neither the file nor the key; here the date stays a string and
+    `_check_type` reports it with both.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            first_seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in first_seen:
+                    raise DuplicateKeyError(f"duplicate key {key!r} at line {line} (first given at line "
+                                            f"{first_seen[key]}); each key may appear once in a mapping")
+                first_seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
 
 
 @dataclass(frozen=True)
@@ -149,6 +180,8 @@ def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
+        if float in options and isinstance(value, float) and not math.isfinite(value):
+            return _check_type(value, float, key, source)  # say "not a finite number", not "matches none"
         errors = []
         for option in options:
             if option is type(None):
@@ -167,6 +200,9 @@ def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
             return value
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # .inf / .nan would pass every "> 0" check below and then train nothing useful.
+            if not math.isfinite(value):
+                raise ConfigError(f"{source}: '{key}' = {value!r} is not a finite number")
             return float(value)
     elif annotation is str:
         if isinstance(value, str):
@@ -229,6 +265,11 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def is_plain_file_name(template: str) -> bool:
+    """A name that stays in the folder it is joined to: no separator of any platform, no '..'."""
+    return bool(template) and not any(part in template for part in ("/", "\\", "..", "\0"))
+
+
 def _validate(config: Config) -> None:
     source = config.source
     general, hyper, parms, callbacks = (config.general, config.hyperparameters,
@@ -267,6 +308,9 @@ def _validate(config: Config) -> None:
     for placeholder in ("{epoch", "{monitor}", "{value"):
         _require(placeholder in callbacks.checkpoint_template,
                  f"{source}: 'callbacks.checkpoint_template' must contain {placeholder}...")
+    _require(is_plain_file_name(callbacks.checkpoint_template),
+             f"{source}: 'callbacks.checkpoint_template' = {callbacks.checkpoint_template!r} must be a file name "
+             f"inside the run's checkpoints folder: no '/', no '\\', no '..', not absolute")
     _require(bool(config.experiments), f"{source}: 'experiments' is empty")
     for name, experiment in config.experiments.items():
         key = f"experiments.{name}"
@@ -310,7 +354,9 @@ def load_config(path: str | Path | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
+    except DuplicateKeyError as error:
+        raise ConfigError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return config_from_dict(raw, source=str(path))

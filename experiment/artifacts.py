@@ -42,7 +42,11 @@ def create_run_dir(out_dir: str | Path, framework: str, experiment: str) -> Path
     exist_ok is the atomic test).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"output folder {out_dir} is not a folder (a file is in the way); name a folder for "
+                         f"the run directories") from None
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{framework}-exp{experiment}-{stamp}"
     for attempt in range(1000):

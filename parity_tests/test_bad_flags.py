@@ -48,3 +48,17 @@ def test_a_bad_value_is_one_line_naming_the_flag(module_name, argv, fragment, ca
     assert code == 2 and len(lines) == 1
     assert lines[0].startswith("error: ") and fragment in lines[0]
     assert lines[0].endswith(f"; see python -m {module_name} --help")
+
+
+@pytest.mark.parametrize("module_name", ["lightning_impl.train", "keras_impl.train"])
+def test_an_out_dir_that_is_a_file_is_one_line_and_no_run(module_name, tmp_path, capsys):
+    from experiment.console import run_main
+
+    in_the_way = tmp_path / "runs"
+    in_the_way.write_text("a file, not a folder")
+    code = run_main(importlib.import_module(module_name).main, ["--out-dir", str(in_the_way), "--sample-rows", "100"])
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (2, "")
+    assert captured.err.splitlines() == [f"error: --out-dir = '{in_the_way}' is not a folder; name a folder for "
+                                         f"the run directories (it is created if missing)"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["runs"]
