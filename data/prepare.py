@@ -56,7 +56,8 @@ from data.split import split_indices, split_labels, splits_from_labels
 from data.vocab import Vocabularies
 
 # Bump when the preparation logic changes, so that caches built by older code miss.
-CACHE_FORMAT_VERSION = 2  # 2: valid_proportion is a share of all rows (60/20/20)
+# 2: valid_proportion is a share of all rows (60/20/20); 3: date_out_of_range drops, one text-date format per sheet
+CACHE_FORMAT_VERSION = 3
 CACHE_PREFIX = "streetcar-"
 SPLIT_COLUMN = "split"
 # Older cache entries (another seed, other files) are kept for quick switching back; beyond this many they go.
@@ -210,9 +211,13 @@ def build_arrays(raw_paths: Sequence[Path], raw_files: list[dict[str, Any]], con
                  progress: Progress) -> dict[str, Any]:
     """Run the whole pipeline; every user-input error is raised before the first progress line."""
     raw = read_raw_workbooks(raw_paths)
-    kept, dropped = clean_records(raw, drop_bad_vehicles=config.data.drop_bad_vehicles)
+    cleaned = clean_records(raw, drop_bad_vehicles=config.data.drop_bad_vehicles)
+    kept, dropped = cleaned
     start, end = choose_date_range(kept, config.data.start_date, config.data.end_date)
     progress.say(f"read {len(raw_paths)} workbook(s): {len(raw):,} rows, kept {len(kept):,}")
+    if dropped["date_out_of_range"]:
+        progress.say(f"dropped {dropped['date_out_of_range']:,} row(s) with a date out of range, e.g. "
+                     f"{'; '.join(cleaned.date_outliers)}")
 
     grid = build_grid(kept, start, end)
     progress.say(f"grid: {grid.info['slots']:,} slots, {grid.info['delay_slots']:,} with a delay")
@@ -232,6 +237,7 @@ def build_arrays(raw_paths: Sequence[Path], raw_files: list[dict[str, Any]], con
         "kept_rows": int(len(kept)),
         "dropped": dropped,
         "dropped_rows": int(sum(dropped.values())),
+        "date_out_of_range_rows": cleaned.date_outliers,
         "drop_bad_vehicles": bool(config.data.drop_bad_vehicles),
         "bad_vehicle_rows_kept": int((~kept["vehicle_valid"]).sum()),
         "kept_rows_without_delay_minutes": int(kept["Min Delay"].isna().sum()),
@@ -458,6 +464,8 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"{entry['name']} ({len(entry['sheets'])} sheets, {format_count(entry['rows'])} rows)" for entry in files),
         f"raw rows       {format_count(report['raw_rows'])}",
         f"dropped        {format_count(report['dropped_rows'])} ({dropped_text})",
+        *([f"out of range   {'; '.join(report['date_out_of_range_rows'])}"] if report.get("date_out_of_range_rows")
+          else []),
         f"kept rows      {format_count(report['kept_rows'])}; {vehicles}",
         f"delay records  {format_count(report['delay_records'])} kept rows with Min Delay > 0; "
         f"{format_count(report['delay_records_in_grid'])} fall in the grid "

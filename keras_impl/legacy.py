@@ -41,7 +41,6 @@ trip scored three ways (our Keras-2 model, plain Keras 3 loading, NumPy).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
