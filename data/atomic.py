@@ -14,7 +14,7 @@ Three promises, each tested in data/tests/test_atomic.py:
 
 * **all or nothing**: the bytes go to a hidden temp file in the target's own
   folder, then `os.replace` renames it over the target (atomic on POSIX within
-  one filesystem); a kill leaves at most a hidden `.<name>.<token>.tmp<suffix>`;
+  one filesystem); a kill leaves at most a hidden `.<stem>.<token>.tmp.<suffixes>`;
 * **durable**: the temp file is fsync'ed before the rename and the folder after
   it, so a finished write survives a power cut (docs/reliability.md);
 * **normal permissions**: the temp file is created with mode 0666 minus the
@@ -40,8 +40,13 @@ TEMPORARY_MARKER = ".tmp"
 
 
 def temporary_path_beside(path: Path) -> Path:
-    """A fresh hidden name in `path`'s folder that keeps its suffix (Keras insists on '.keras')."""
-    return path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_MARKER}{path.suffix}"
+    """A fresh hidden name in `path`'s folder that keeps everything after the name's first dot.
+
+    Keras insists on '.keras' and '.weights.h5', readers pick a workbook's
+    format by '.xlsx': epoch-0001.weights.h5 -> .epoch-0001.<token>.tmp.weights.h5
+    """
+    stem, dot, suffixes = path.name.partition(".")
+    return path.parent / f".{stem}.{secrets.token_hex(6)}{TEMPORARY_MARKER}{dot}{suffixes}"
 
 
 def is_temporary_name(name: str) -> bool:

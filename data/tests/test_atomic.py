@@ -57,11 +57,15 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["vocabulary.json"]
 
 
-def test_the_temp_file_keeps_the_suffix_and_is_hidden(tmp_path):
-    with atomic_path(tmp_path / "book.keras") as temporary:
-        assert temporary.parent == tmp_path and temporary.name.startswith(".book.keras.")
-        assert temporary.suffix == ".keras" and atomic.is_temporary_name(temporary.name)
+@pytest.mark.parametrize("name, start, end", [("book.keras", ".book.", ".tmp.keras"),
+                                               ("epoch-0001.weights.h5", ".epoch-0001.", ".tmp.weights.h5"),
+                                               ("streetcar-0123.parquet", ".streetcar-0123.", ".tmp.parquet")])
+def test_the_temp_file_is_hidden_and_keeps_the_suffixes_readers_insist_on(tmp_path, name, start, end):
+    with atomic_path(tmp_path / name) as temporary:
+        assert temporary.parent == tmp_path and temporary.name.startswith(start) and temporary.name.endswith(end)
+        assert atomic.is_temporary_name(temporary.name)
         temporary.write_bytes(b"x")
+    assert [path.name for path in tmp_path.iterdir()] == [name]
 
 
 def test_the_file_and_its_folder_are_fsynced_before_and_after_the_rename(tmp_path, monkeypatch):
@@ -80,7 +84,7 @@ def test_the_file_and_its_folder_are_fsynced_before_and_after_the_rename(tmp_pat
     monkeypatch.setattr(os, "replace", recording_replace)
     write_atomic(tmp_path / "last.ckpt", b"weights")
     assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
-    assert events[0][1].startswith(".last.ckpt.") and events[1:] == [("replace", "last.ckpt"), ("fsync", tmp_path.name)]
+    assert events[0][1].startswith(".last.") and events[1:] == [("replace", "last.ckpt"), ("fsync", tmp_path.name)]
 
 
 def test_one_atomic_writer_in_the_whole_project():
