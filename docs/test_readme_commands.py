@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,23 @@ def test_ci_executes_the_extracted_command_and_nothing_else():
 def test_an_unclear_readme_is_refused(readme, problem):
     with pytest.raises(ValueError, match=problem.replace("(", r"\(").replace("*", r"\*")):
         load_extractor().extract_command(readme, "test")
+
+
+@pytest.mark.parametrize("test_exit, ci_exit, message", [(0, 0, ""), (1, 1, ""),
+                                                          (5, 1, "pytest collected no tests: failing CI on purpose")])
+def test_ci_runs_the_readme_line_with_require_real_data_and_fails_when_nothing_is_collected(
+        tmp_path, test_exit, ci_exit, message):
+    import shutil
+
+    (tmp_path / ".ci").mkdir()
+    for source in (CI_SCRIPT, EXTRACTOR):
+        shutil.copy(source, tmp_path / ".ci" / source.name)
+    line = f'echo "README line ran with REQUIRE_REAL_DATA=$REQUIRE_REAL_DATA" && exit {test_exit}'
+    (tmp_path / "README.md").write_text(f"<!-- readme-command: test -->\n```bash\n{line}\n```\n"
+                                        f"<!-- readme-command: main -->\n```bash\ntrue\n```\n")
+    completed = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], capture_output=True, text=True, timeout=60,
+                               env={key: value for key, value in os.environ.items() if key != "REQUIRE_REAL_DATA"})
+    assert completed.returncode == ci_exit
+    assert completed.stdout == "README line ran with REQUIRE_REAL_DATA=1\n"
+    assert completed.stderr.splitlines()[0] == f"+ {line}"
+    assert message in completed.stderr
