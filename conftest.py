@@ -25,6 +25,10 @@ REQUIRE_VARIABLE = "REQUIRE_REAL_DATA"
 
 if not os.environ.get(RAW_DIR_VARIABLE) and SHARED_RAW_DIR.is_dir():
     os.environ[RAW_DIR_VARIABLE] = str(SHARED_RAW_DIR)
+# A relative $STREETCAR_RAW_DIR means relative to where pytest was started;
+# data.paths makes it absolute on import, before any test spawns a process or
+# a notebook kernel that starts in another folder.
+import data.paths  # noqa: E402,F401
 
 
 def real_data_problem() -> str | None:

@@ -13,9 +13,10 @@ drift from the table.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from data.atomic import write_atomic
 
 MISSING = "–"
 
@@ -412,18 +413,7 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
 
 def write_page(path: str | os.PathLike, text: str) -> Path:
     """Write the page atomically (a reader never sees half a page)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text)
 
 
 __all__ = ["render_markdown", "write_page", "summary_lines", "number"]

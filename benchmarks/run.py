@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from benchmarks.summary import describe_growth, fit_line, latency_percentiles, ratio, summarize_samples
-from configs.cli import positive_int
+from configs.cli import OneLineArgumentParser, positive_int
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "benchmarks.md"
@@ -505,7 +505,7 @@ def explain_misses(result: Mapping[str, Any]) -> list[str]:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m benchmarks.run",
         description="Time Keras vs Lightning training, validation, data preparation and one-off scoring on the "
                     "same prepared data; write docs/benchmarks.md.")

@@ -13,15 +13,37 @@ flags, and every flag overrides one config key, so a run is described by
     --raw-dir DIR        data.raw_dir (else $STREETCAR_RAW_DIR, else data/raw/)
     --out-dir DIR        general.out_dir (each run gets a new sub-directory)
     --json               one JSON object on stdout; progress goes to stderr
+
+Every command of the project (trainers, scorers, convert, data.prepare,
+data.fetch, replay, the reports, the benchmarks) builds its parser with
+`OneLineArgumentParser`, so a bad flag is one line `error: ...; see <prog>
+--help` and exit status 2, as experiment.console promises for every user error.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from configs.loader import Config, ConfigError, ExperimentSettings, load_config, override, resolve_experiment
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit status 2 (stock argparse prints the usage block first)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        print(f"error: {message}; see {self.prog} --help", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (a framework's multi-line error, cut for a one-line report)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else error.__class__.__name__
 
 
 def positive_int(text: str) -> int:
@@ -82,6 +104,18 @@ class RunRequest:
     json: bool
 
 
+def check_out_dir(out_dir: str | os.PathLike, source: str) -> None:
+    """ConfigError unless `out_dir` is a folder or can become one (no file in the way)."""
+    folder = Path(out_dir).expanduser()
+    for existing in (folder, *folder.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                in_the_way = "" if existing == folder else f" ({existing} is a file)"
+                raise ConfigError(f"{source} = {str(out_dir)!r} is not a folder{in_the_way}; name a folder "
+                                  f"for the run directories (it is created if missing)")
+            return
+
+
 def resolve_run_request(args: argparse.Namespace) -> RunRequest:
     """Apply the shared flags to the config; raises ConfigError with the key at fault."""
     config = load_config(args.config)
@@ -90,7 +124,10 @@ def resolve_run_request(args: argparse.Namespace) -> RunRequest:
     if args.out_dir is not None:
         config = override(config, "general.out_dir", args.out_dir)
     if args.raw_dir is not None:
-        config = override(config, "data.raw_dir", args.raw_dir)
+        # Absolute from here on: run_request.json and any child process name the same folder.
+        config = override(config, "data.raw_dir", os.path.abspath(Path(args.raw_dir).expanduser()))
+    check_out_dir(config.general.out_dir,
+                  "--out-dir" if args.out_dir is not None else f"{config.source}: 'general.out_dir'")
     settings = resolve_experiment(config, args.experiment)
     if args.epochs is not None:
         settings = dataclasses.replace(settings, epochs=args.epochs)
@@ -100,5 +137,5 @@ def resolve_run_request(args: argparse.Namespace) -> RunRequest:
                       raw_dir=config.data.raw_dir, json=args.json)
 
 
-__all__ = ["add_common_arguments", "resolve_run_request", "RunRequest", "ConfigError",
+__all__ = ["OneLineArgumentParser", "first_line", "add_common_arguments", "resolve_run_request", "RunRequest", "ConfigError",
            "positive_int", "non_negative_int"]

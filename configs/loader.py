@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+
+from configs.strict_yaml import DuplicateKeyError, StrictLoader
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("streetcar.yaml")
 
@@ -149,6 +152,8 @@ def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
+        if float in options and isinstance(value, float) and not math.isfinite(value):
+            return _check_type(value, float, key, source)  # say "not a finite number", not "matches none"
         errors = []
         for option in options:
             if option is type(None):
@@ -167,6 +172,9 @@ def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
             return value
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # .inf / .nan would pass every "> 0" check below and then train nothing useful.
+            if not math.isfinite(value):
+                raise ConfigError(f"{source}: '{key}' = {value!r} is not a finite number")
             return float(value)
     elif annotation is str:
         if isinstance(value, str):
@@ -229,6 +237,11 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def is_plain_file_name(template: str) -> bool:
+    """A name that stays in the folder it is joined to: no separator of any platform, no '..'."""
+    return bool(template) and not any(part in template for part in ("/", "\\", "..", "\0"))
+
+
 def _validate(config: Config) -> None:
     source = config.source
     general, hyper, parms, callbacks = (config.general, config.hyperparameters,
@@ -267,6 +280,9 @@ def _validate(config: Config) -> None:
     for placeholder in ("{epoch", "{monitor}", "{value"):
         _require(placeholder in callbacks.checkpoint_template,
                  f"{source}: 'callbacks.checkpoint_template' must contain {placeholder}...")
+    _require(is_plain_file_name(callbacks.checkpoint_template),
+             f"{source}: 'callbacks.checkpoint_template' = {callbacks.checkpoint_template!r} must be a file name "
+             f"inside the run's checkpoints folder: no '/', no '\\', no '..', not absolute")
     _require(bool(config.experiments), f"{source}: 'experiments' is empty")
     for name, experiment in config.experiments.items():
         key = f"experiments.{name}"
@@ -310,7 +326,9 @@ def load_config(path: str | Path | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
+    except DuplicateKeyError as error:
+        raise ConfigError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return config_from_dict(raw, source=str(path))

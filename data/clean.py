@@ -7,16 +7,25 @@
 Rules, in the order they are checked (a row is counted under the first rule it
 fails, so the counts add up):
 
-1. missing_date   `Report Date` is empty or not a date.
-2. missing_time   `Time` is empty or not a time of day.  A cell holding a bare
+1. missing_date   `Report Date` is empty or not a date.  Text dates are read
+                  with one format per sheet (data.dates.choose_day_month_format):
+                  DD/MM/YYYY or MM/DD/YYYY, whichever reads every slash date
+                  of the sheet; a sheet where both or neither do is an error
+                  naming the file, sheet and row, never a silent guess.
+2. date_out_of_range  the date is before EARLIEST_DATE, after today, or in a
+                  year that holds under MINIMUM_YEAR_SHARE of the dated rows
+                  (one 1900-01-01 cell would otherwise stretch the grid over
+                  120 years: 58.8 M slots instead of 2.86 M).  The first few
+                  such rows are listed by file, sheet and row in the result.
+3. missing_time   `Time` is empty or not a time of day.  A cell holding a bare
                   date or a midnight datetime (four such cells in 2016-2019)
                   is read as 00:00, which is what Excel shows for it.
-3. bad_route      `Route` is not one of the 14 streetcar routes (705, 805, 1,
+4. bad_route      `Route` is not one of the 14 streetcar routes (705, 805, 1,
                   56, ... : 2,505 rows).  Floats (the re-published files) and
                   numeric text are accepted: 501.0 and "501" are route 501.
-4. bad_direction  `Direction` normalises to none of e, w, n, s, b (399 rows;
+5. bad_direction  `Direction` normalises to none of e, w, n, s, b (399 rows;
                   see `normalise_direction`).
-5. bad_vehicle    only when `drop_bad_vehicles` is true: `Vehicle` is missing or
+6. bad_vehicle    only when `drop_bad_vehicles` is true: `Vehicle` is missing or
                   outside the fleet ranges.  Off by default (configs/streetcar.yaml
                   explains why: the vehicle is not a feature and the delay
                   happened); the count of such rows is reported either way.
@@ -31,10 +40,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import NamedTuple
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from data.dates import describe_rows, find_date_outliers, map_distinct, parse_report_dates
 
 VALID_ROUTES: tuple[int, ...] = (301, 304, 306, 310, 501, 502, 503, 504, 505, 506, 509, 510, 511, 512)
 VALID_DIRECTIONS: tuple[str, ...] = ("b", "e", "n", "s", "w")
@@ -44,19 +55,25 @@ VALID_VEHICLE_RANGES: tuple[tuple[int, int], ...] = (
     (1000, 1149), (2000, 2110), (2150, 2155), (2240, 2485), (2600, 2619), (2700, 2765),
     (2767, 2858), (7000, 7134), (7400, 7449), (7500, 7881), (8000, 8099), (9000, 9026),
 )
-DROP_REASONS: tuple[str, ...] = ("missing_date", "missing_time", "bad_route", "bad_direction", "bad_vehicle")
+DROP_REASONS: tuple[str, ...] = ("missing_date", "date_out_of_range", "missing_time", "bad_route", "bad_direction",
+                                 "bad_vehicle")
 # Spelled-out directions, compared after lower-casing and keeping letters only.
 _DIRECTION_WORDS = {"eastbound": "e", "westbound": "w", "northbound": "n", "southbound": "s",
                     "bothways": "b", "both": "b"}
 _TIME_FORMATS = ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p", "%I:%M:%S%p", "%I:%M%p")
-_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y-%m-%d %H:%M:%S", "%d/%m/%Y", "%m/%d/%Y")
+@dataclass(frozen=True)
+class CleanResult:
+    """The kept rows, reason -> count of the dropped ones, and where the out-of-range dates were.
 
-
-class CleanResult(NamedTuple):
-    """The kept rows and reason -> count of the dropped ones (unpacks as `kept, dropped`)."""
+    Unpacks as `kept, dropped`.
+    """
 
     records: pd.DataFrame
     dropped: dict[str, int]
+    date_outliers: list[str] = field(default_factory=list)  # "file / sheet / row N: 1900-01-01", first few
+
+    def __iter__(self):
+        return iter((self.records, self.dropped))
 
 
 def normalise_direction(value: object) -> str | None:
@@ -104,22 +121,6 @@ def parse_route(value: object) -> float:
     return number if np.isfinite(number) and number == int(number) else np.nan
 
 
-def parse_date(value: object) -> dt.datetime | None:
-    """A `Report Date` cell -> midnight datetime, or None if it is not a date."""
-    if isinstance(value, dt.datetime):  # includes pd.Timestamp
-        return dt.datetime(value.year, value.month, value.day)
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day)
-    if isinstance(value, str) and value.strip():
-        for date_format in _DATE_FORMATS:
-            try:
-                parsed = dt.datetime.strptime(value.strip(), date_format)
-            except ValueError:
-                continue
-            return dt.datetime(parsed.year, parsed.month, parsed.day)
-    return None
-
-
 def parse_hour(value: object) -> int | None:
     """A `Time` cell -> hour 0-23, or None if it is not a time of day.
 
@@ -159,17 +160,6 @@ def is_valid_vehicle(vehicles: pd.Series | np.ndarray) -> np.ndarray:
     return valid
 
 
-def map_distinct(values: pd.Series, parse, dtype) -> pd.Series:
-    """`parse` applied to each distinct cell value once, then looked up per row.
-
-    The 77 k cells hold only ~100 directions, ~2,000 dates and ~1,500 times,
-    so parsing the distinct values is 20-700x less work than parsing every cell.
-    """
-    table = {value: parse(value) for value in pd.unique(values)}
-    return pd.Series([table.get(value) if value == value else parse(value) for value in values],
-                     index=values.index, dtype=dtype)
-
-
 def numeric_column(frame: pd.DataFrame, column: str) -> pd.Series:
     """Column as float (NaN for empty/non-numeric cells); all-NaN if the column is absent."""
     if column not in frame.columns:
@@ -182,7 +172,7 @@ def coalesce_minutes(frame: pd.DataFrame, primary: str, fallback: str) -> pd.Ser
     return numeric_column(frame, primary).fillna(numeric_column(frame, fallback))
 
 
-def clean_records(raw: pd.DataFrame, *, drop_bad_vehicles: bool = False) -> CleanResult:
+def clean_records(raw: pd.DataFrame, *, drop_bad_vehicles: bool = False, today: dt.date | None = None) -> CleanResult:
     """Apply SPEC §3 to the frame from data.load; return the kept rows and the drop counts.
 
     Kept rows have typed columns: `Report Date` (datetime64, midnight),
@@ -191,11 +181,13 @@ def clean_records(raw: pd.DataFrame, *, drop_bad_vehicles: bool = False) -> Clea
     (bool), plus Day, Location, Incident and the source_* columns when present.
     `dropped` is an ordered dict over DROP_REASONS (bad_vehicle only when
     `drop_bad_vehicles`), zero counts included, so the keys never vary.
+    `today` (default: the real today) bounds the dates; tests pass a fixed one.
     """
     for column in ("Report Date", "Time", "Route", "Direction"):
         if column not in raw.columns:
             raise ValueError(f"records have no {column!r} column; columns: {', '.join(map(str, raw.columns))}")
-    dates = map_distinct(raw["Report Date"], parse_date, "datetime64[ns]")
+    dates = parse_report_dates(raw)
+    date_outliers = find_date_outliers(dates, today or dt.date.today())
     hours = map_distinct(raw["Time"], parse_hour, "float64")
     routes = map_distinct(raw["Route"], parse_route, "float64")
     directions = map_distinct(raw["Direction"], normalise_direction, object)
@@ -204,6 +196,7 @@ def clean_records(raw: pd.DataFrame, *, drop_bad_vehicles: bool = False) -> Clea
 
     failures = {
         "missing_date": dates.isna().to_numpy(),
+        "date_out_of_range": date_outliers,
         "missing_time": hours.isna().to_numpy(),
         "bad_route": ~routes.isin(VALID_ROUTES).to_numpy(),
         "bad_direction": directions.isna().to_numpy(),
@@ -231,4 +224,4 @@ def clean_records(raw: pd.DataFrame, *, drop_bad_vehicles: bool = False) -> Clea
     for column in ("Day", "Location", "Incident", "source_file", "source_sheet", "source_row"):
         if column in raw.columns:
             kept[column] = raw[column][keep]
-    return CleanResult(kept.reset_index(drop=True), dropped)
+    return CleanResult(kept.reset_index(drop=True), dropped, describe_rows(raw, date_outliers))

@@ -14,6 +14,13 @@ folder that does not exist is an error, never a silent fall-through):
     from data.paths import find_raw_files
     files = find_raw_files()          # sorted list of .xlsx paths, or ValueError saying what was looked for
 
+A relative folder (in --raw-dir, data.raw_dir or STREETCAR_RAW_DIR) means
+relative to the directory the user ran the command from, and is made absolute
+once, there: `resolve_raw_dir` returns an absolute path, and importing this
+module rewrites a relative STREETCAR_RAW_DIR in os.environ to its absolute
+form, so that child processes (DDP workers, benchmark workers, the notebook's
+kernel, which starts in notebooks/) read the same folder.
+
 The prepared cache defaults to <project>/data/processed/.  Both folders are in
 .gitignore: the workbooks and anything derived from them never enter git.
 """
@@ -32,13 +39,33 @@ RAW_DIR_ENVIRONMENT_VARIABLE = "STREETCAR_RAW_DIR"
 WORKBOOK_SUFFIXES = (".xlsx", ".xls")
 
 
+def absolute_folder(folder: str | os.PathLike) -> Path:
+    """`folder` with ~ expanded, made absolute against the current directory, '..' folded (symlinks kept)."""
+    return Path(os.path.abspath(Path(folder).expanduser()))
+
+
+def absolutize_raw_dir_variable() -> None:
+    """Rewrite a relative $STREETCAR_RAW_DIR as absolute, against the current directory.
+
+    Called once when this module is first imported, in the process the user
+    started, so that every child process inherits a path that does not depend
+    on the folder the child happens to start in.
+    """
+    value = os.environ.get(RAW_DIR_ENVIRONMENT_VARIABLE, "")
+    if value and not Path(value).expanduser().is_absolute():
+        os.environ[RAW_DIR_ENVIRONMENT_VARIABLE] = str(absolute_folder(value))
+
+
+absolutize_raw_dir_variable()
+
+
 def resolve_raw_dir(raw_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """(folder, where the choice came from) following the precedence above."""
+    """(absolute folder, where the choice came from) following the precedence above."""
     if raw_dir is not None and str(raw_dir) != "":
-        return Path(raw_dir).expanduser(), "the raw_dir argument (--raw-dir / data.raw_dir)"
+        return absolute_folder(raw_dir), "the raw_dir argument (--raw-dir / data.raw_dir)"
     from_environment = os.environ.get(RAW_DIR_ENVIRONMENT_VARIABLE, "")
     if from_environment:
-        return Path(from_environment).expanduser(), f"${RAW_DIR_ENVIRONMENT_VARIABLE}"
+        return absolute_folder(from_environment), f"${RAW_DIR_ENVIRONMENT_VARIABLE}"
     if not holds_workbooks(DEFAULT_RAW_DIR) and holds_workbooks(SHARED_RAW_DIR):
         return SHARED_RAW_DIR, "the shared folder beside the project (data/raw/ holds no workbooks)"
     return DEFAULT_RAW_DIR, "the default data/raw/"

@@ -37,7 +37,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -45,7 +44,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from configs.cli import OneLineArgumentParser
 from configs.loader import Config, load_config
+from data.atomic import atomic_path, is_temporary_name, write_atomic
 from data.clean import clean_records
 from data.dataset import COLUMNS, TARGET, PreparedDataset
 from data.load import read_raw_workbooks
@@ -55,7 +56,8 @@ from data.split import split_indices, split_labels, splits_from_labels
 from data.vocab import Vocabularies
 
 # Bump when the preparation logic changes, so that caches built by older code miss.
-CACHE_FORMAT_VERSION = 2  # 2: valid_proportion is a share of all rows (60/20/20)
+# 2: valid_proportion is a share of all rows (60/20/20); 3: date_out_of_range drops, one text-date format per sheet
+CACHE_FORMAT_VERSION = 3
 CACHE_PREFIX = "streetcar-"
 SPLIT_COLUMN = "split"
 # Older cache entries (another seed, other files) are kept for quick switching back; beyond this many they go.
@@ -209,9 +211,13 @@ def build_arrays(raw_paths: Sequence[Path], raw_files: list[dict[str, Any]], con
                  progress: Progress) -> dict[str, Any]:
     """Run the whole pipeline; every user-input error is raised before the first progress line."""
     raw = read_raw_workbooks(raw_paths)
-    kept, dropped = clean_records(raw, drop_bad_vehicles=config.data.drop_bad_vehicles)
+    cleaned = clean_records(raw, drop_bad_vehicles=config.data.drop_bad_vehicles)
+    kept, dropped = cleaned
     start, end = choose_date_range(kept, config.data.start_date, config.data.end_date)
     progress.say(f"read {len(raw_paths)} workbook(s): {len(raw):,} rows, kept {len(kept):,}")
+    if dropped["date_out_of_range"]:
+        progress.say(f"dropped {dropped['date_out_of_range']:,} row(s) with a date out of range, e.g. "
+                     f"{'; '.join(cleaned.date_outliers)}")
 
     grid = build_grid(kept, start, end)
     progress.say(f"grid: {grid.info['slots']:,} slots, {grid.info['delay_slots']:,} with a delay")
@@ -231,6 +237,7 @@ def build_arrays(raw_paths: Sequence[Path], raw_files: list[dict[str, Any]], con
         "kept_rows": int(len(kept)),
         "dropped": dropped,
         "dropped_rows": int(sum(dropped.values())),
+        "date_out_of_range_rows": cleaned.date_outliers,
         "drop_bad_vehicles": bool(config.data.drop_bad_vehicles),
         "bad_vehicle_rows_kept": int((~kept["vehicle_valid"]).sum()),
         "kept_rows_without_delay_minutes": int(kept["Min Delay"].isna().sum()),
@@ -252,38 +259,18 @@ def build_arrays(raw_paths: Sequence[Path], raw_files: list[dict[str, Any]], con
 
 # ----------------------------------------------------------------- cache files
 
-def write_atomic(path: Path, write) -> None:
-    """Call write(temp_path) on a temp file beside `path`, then rename it into place.
-
-    A reader sees the old file or the whole new one, never half of one; a
-    killed run leaves only a hidden .tmp that prune_cache removes later.  The
-    temp file is made 0600 by mkstemp; it becomes 0644 (not via os.umask,
-    which is process-wide and racy in a threaded trainer) so that a shared
-    cache stays readable.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temp_name)
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_parquet_atomic(path: Path, columns: Mapping[str, np.ndarray]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.table({name: pa.array(values) for name, values in columns.items()})
-    write_atomic(path, lambda temp_name: pq.write_table(table, temp_name, compression="zstd"))
+    with atomic_path(path) as temporary:
+        pq.write_table(table, temporary, compression="zstd")
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     text = json.dumps(payload, indent=1)
-    write_atomic(path, lambda temp_name: Path(temp_name).write_text(text, encoding="utf-8"))
+    write_atomic(path, text)
 
 
 def write_cache(cache_dir: Path, key: str, key_fields: Mapping[str, Any], built: Mapping[str, Any]) -> Path:
@@ -383,7 +370,7 @@ def prune_cache(cache_dir: Path, keep_key: str) -> None:
     for path in entries:
         try:
             old = now - path.stat().st_mtime > STALE_TEMP_SECONDS
-            is_temp = path.name.startswith(f".{CACHE_PREFIX}") and path.name.endswith(".tmp")
+            is_temp = path.name.startswith(f".{CACHE_PREFIX}") and is_temporary_name(path.name)
             is_entry = path.name.startswith(CACHE_PREFIX) and path.suffix in (".json", ".parquet")
             if (is_temp and old) or (is_entry and path.stem not in keep_stems and old):
                 path.unlink()
@@ -477,6 +464,8 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"{entry['name']} ({len(entry['sheets'])} sheets, {format_count(entry['rows'])} rows)" for entry in files),
         f"raw rows       {format_count(report['raw_rows'])}",
         f"dropped        {format_count(report['dropped_rows'])} ({dropped_text})",
+        *([f"out of range   {'; '.join(report['date_out_of_range_rows'])}"] if report.get("date_out_of_range_rows")
+          else []),
         f"kept rows      {format_count(report['kept_rows'])}; {vehicles}",
         f"delay records  {format_count(report['delay_records'])} kept rows with Min Delay > 0; "
         f"{format_count(report['delay_records_in_grid'])} fall in the grid "
@@ -500,7 +489,7 @@ def format_report(report: Mapping[str, Any]) -> str:
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m data.prepare",
+    parser = OneLineArgumentParser(prog="python -m data.prepare",
                                      description="Prepare (or load from the cache) the streetcar delay dataset "
                                                  "and report on it.")
     parser.add_argument("--config", help="YAML config (default configs/streetcar.yaml)")

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from data.atomic import write_atomic
 
 VOCABULARY_FILE_VERSION = 1
 
@@ -75,7 +75,7 @@ class Vocabularies:
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename): a killed run leaves no half file."""
         path = Path(path)
-        write_text_atomic(path, json.dumps(self.to_json_dict(), indent=1))
+        write_atomic(path, json.dumps(self.to_json_dict(), indent=1))
         return path
 
     @classmethod
@@ -93,20 +93,6 @@ class Vocabularies:
 def _plain(value: Any) -> Any:
     """NumPy scalars -> Python scalars, so JSON and dict lookups agree."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def encode_trip(vocabularies: Vocabularies, *, route: int, direction: str,

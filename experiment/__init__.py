@@ -10,7 +10,6 @@ from experiment.artifacts import (
     plot_curves,
     read_history_csv,
     summarize_test,
-    write_bytes_atomic,
     write_history_csv,
     write_json,
     write_run_artifacts,
@@ -19,6 +18,6 @@ from experiment.console import UserError, emit_json, run_main, say
 
 __all__ = [
     "RESULT_KEYS", "create_run_dir", "json_safe", "plot_confusion_matrix", "plot_curves",
-    "read_history_csv", "summarize_test", "write_bytes_atomic", "write_history_csv", "write_json",
+    "read_history_csv", "summarize_test", "write_history_csv", "write_json",
     "write_run_artifacts", "UserError", "emit_json", "run_main", "say",
 ]

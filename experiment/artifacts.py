@@ -19,12 +19,12 @@ import datetime as dt
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from data.atomic import write_atomic
 
 # Keys of the --json result object, shared by both trainers (issue 3 / issue 4).
 RESULT_KEYS = ("framework", "experiment", "epochs_run", "best_epoch", "best_value", "monitor",
@@ -42,7 +42,11 @@ def create_run_dir(out_dir: str | Path, framework: str, experiment: str) -> Path
     exist_ok is the atomic test).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"output folder {out_dir} is not a folder (a file is in the way); name a folder for "
+                         f"the run directories") from None
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{framework}-exp{experiment}-{stamp}"
     for attempt in range(1000):
@@ -53,21 +57,6 @@ def create_run_dir(out_dir: str | Path, framework: str, experiment: str) -> Path
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a new run directory under {out_dir}")
-
-
-def write_bytes_atomic(path: str | Path, payload: bytes) -> Path:
-    """Write via a temp file in the same folder + os.replace: no half-written file survives a kill."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def json_safe(value: Any) -> Any:
@@ -89,7 +78,7 @@ def json_safe(value: Any) -> Any:
 
 def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
     text = json.dumps(json_safe(payload), indent=2, allow_nan=False)
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    return write_atomic(path, text.encode("utf-8"))
 
 
 def write_history_csv(path: str | Path, history: Mapping[str, Sequence[float]]) -> Path:
@@ -104,7 +93,7 @@ def write_history_csv(path: str | Path, history: Mapping[str, Sequence[float]]) 
     writer.writerow(["epoch", *keys])
     for epoch in range(lengths.pop() if lengths else 0):
         writer.writerow([epoch, *(repr(float(history[k][epoch])) for k in keys)])
-    return write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))
+    return write_atomic(path, buffer.getvalue().encode("utf-8"))
 
 
 def read_history_csv(path: str | Path) -> dict[str, list[float]]:
@@ -182,7 +171,7 @@ def plot_curves(path: str | Path, history: Mapping[str, Sequence[float]], title:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    return write_bytes_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue())
 
 
 def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]], title: str) -> Path:
@@ -203,7 +192,7 @@ def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]], tit
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    return write_bytes_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue())
 
 
 def write_run_artifacts(run_dir: str | Path, result: Mapping[str, Any]) -> dict[str, Path]:

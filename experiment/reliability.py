@@ -58,7 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from experiment.artifacts import write_bytes_atomic, write_json
+from data.atomic import write_atomic
+from experiment.artifacts import write_json
 
 REQUEST_FILE = "run_request.json"
 
@@ -297,7 +298,7 @@ def pause_until_killed(marker: Path, *, stop_waiting: Callable[[], bool] = lambd
     keras_impl; Lightning's SIGTERM handler only sets a flag, so `stop_waiting`
     (trainer.received_sigterm) lets the run reach Lightning's own check.
     """
-    write_bytes_atomic(marker, f"{os.getpid()}\n".encode())
+    write_atomic(marker, f"{os.getpid()}\n".encode())
     deadline = time.monotonic() + limit_seconds
     while time.monotonic() < deadline and not stop_waiting():
         time.sleep(0.02)

@@ -27,7 +27,6 @@ run ends (docs/reliability.md).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -287,19 +286,18 @@ class RunStateBackup(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         import json
 
-        from experiment.artifacts import write_bytes_atomic
+        from data.atomic import atomic_path, write_atomic
 
         backup_dir = Path(self.backup_dir)
         backup_dir.mkdir(parents=True, exist_ok=True)
         weights_name = BACKUP_WEIGHTS_PATTERN.format(epoch=self._current_epoch)
-        # Keras insists on the ".weights.h5" suffix, so the temp name keeps it.
-        temporary = backup_dir / f".tmp-{os.getpid()}-{weights_name}"
-        self.model.save_weights(str(temporary), overwrite=True)
-        os.replace(temporary, backup_dir / weights_name)
+        # Keras insists on the ".weights.h5" suffix; atomic_path's temp name keeps it.
+        with atomic_path(backup_dir / weights_name) as temporary:
+            self.model.save_weights(str(temporary), overwrite=True)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": weights_name,
                     "project_state": self.project_state()}
         # allow_nan: a NaN "best" (Keras keeps a first NaN as best) must survive the round trip.
-        write_bytes_atomic(backup_dir / BACKUP_METADATA_FILE, json.dumps(metadata, allow_nan=True).encode())
+        write_atomic(backup_dir / BACKUP_METADATA_FILE, json.dumps(metadata, allow_nan=True).encode())
         for stale in backup_dir.glob("epoch-*.weights.h5"):
             if stale.name != weights_name:
                 stale.unlink(missing_ok=True)

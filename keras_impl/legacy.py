@@ -41,7 +41,6 @@ trip scored three ways (our Keras-2 model, plain Keras 3 loading, NumPy).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from configs.cli import OneLineArgumentParser, first_line
 from data.dataset import COLUMNS
 from experiment.weights import BATCHNORM_FIELDS, check_weights
 
@@ -136,7 +136,7 @@ def read_legacy_keras2_h5(path: str | Path) -> LegacyKeras2Model:
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise ValueError(f"{path}: not a readable HDF5 file ({_first_line(error)}); expected a Keras 2 model "
+        raise ValueError(f"{path}: not a readable HDF5 file ({first_line(error)}); expected a Keras 2 model "
                          f"saved with model.save(...) as .h5") from None
     with handle:
         if "model_config" not in handle.attrs or "model_weights" not in handle:
@@ -460,15 +460,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).splitlines() or [error.__class__.__name__])[0]
-
-
 # --------------------------------------------------------------------------- command line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m keras_impl.legacy",
         description="Describe a book-era Keras 2 .h5 streetcar model and score the book's one-off trip "
                     "with Keras 2 semantics (our model), plain Keras 3 loading and NumPy.")

@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from configs.cli import OneLineArgumentParser, first_line
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, Vocabularies, encode_trip
 from experiment.console import emit_json, run_main
@@ -64,22 +64,9 @@ directions: e, w, n, s, b (both ways); routes: the 14 streetcar routes (301 ... 
 """
 
 
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line and exit status 2, like every other error here."""
-
-    def error(self, message: str):  # noqa: D401 - argparse's hook
-        print(f"error: {message}; see {self.prog} --help", file=sys.stderr, flush=True)
-        raise SystemExit(2)
-
-
 # --------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else error.__class__.__name__
 
 
 def load_keras_model(path: Path):

@@ -59,7 +59,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import RunRequest, add_common_arguments, resolve_run_request
+from configs.cli import OneLineArgumentParser, RunRequest, add_common_arguments, resolve_run_request
 from data.dataset import PreparedDataset
 from experiment.artifacts import RESULT_KEYS, create_run_dir, describe_result, summarize_test, write_run_artifacts
 from experiment.console import emit_json, run_main, say
@@ -130,9 +130,9 @@ def build_compiled_model(request: RunRequest, dataset: PreparedDataset):
 # [docs:keras-save]
 def save_final_model(model, run_dir: Path) -> Path:
     """The book's §6.10 explicit save (see the module docstring for the Keras 2 -> 3 mapping)."""
-    from data.vocab import write_text_atomic
+    from data.atomic import write_atomic
 
-    write_text_atomic(run_dir / ARCHITECTURE_FILE, model.to_json())
+    write_atomic(run_dir / ARCHITECTURE_FILE, model.to_json())
     model.save_weights(str(run_dir / WEIGHTS_FILE))
     model.save(str(run_dir / FINAL_MODEL_FILE))
     return run_dir / FINAL_MODEL_FILE
@@ -364,14 +364,14 @@ def prepare_resume(run_dir: Path, dataset: PreparedDataset, settings) -> int:
 
 def trim_training_log(path: Path, epochs: int) -> None:
     """Keep the header and the rows of epochs 0..epochs-1 of Keras's CSVLogger file (atomically)."""
-    from experiment.artifacts import write_bytes_atomic
+    from data.atomic import write_atomic
 
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = lines[:1] + [line for line in lines[1:] if line.split(",", 1)[0].strip().isdigit()
                         and int(line.split(",", 1)[0]) < epochs]
-    write_bytes_atomic(path, "".join(kept).encode("utf-8"))
+    write_atomic(path, "".join(kept).encode("utf-8"))
 
 
 def extend_history(history: Mapping[str, list[float]], figures: Mapping[str, float]) -> dict[str, list[float]]:
@@ -397,7 +397,7 @@ def restore_last_finite_weights(model, run_dir: Path, diverged) -> None:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m keras_impl.train",
         description="Train the streetcar-delay model with Keras 3 (one experiment of the book's chapter 6), "
                     "test the kept model and write a run directory.",

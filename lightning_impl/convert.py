@@ -31,7 +31,7 @@ Every conversion is checked before the command reports success: the written
 file is loaded back (load_from_checkpoint / keras.models.load_model) and its
 predictions on VERIFY_ROWS seeded encoded rows are compared with the source
 model's; a difference above VERIFY_ATOL is an error and no file is left.
-Files are written atomically (temp file in the same folder + os.replace).
+Files are written atomically and with the umask's permissions (data.atomic.atomic_path).
 
 Exit status 0 on success, 2 with one line `error: ...` for a user error
 (experiment.console.run_main).  --json prints one JSON object on stdout.
@@ -40,13 +40,13 @@ Exit status 0 on success, 2 with one line `error: ...` for a user error
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from configs.cli import OneLineArgumentParser
+from data.atomic import atomic_path
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, Vocabularies
 
@@ -118,7 +118,7 @@ def keras_to_lightning(keras_path: str | Path, out_path: str | Path, *, legacy_k
                                   source={"path": str(keras_path), "kind": kind})
     probe = probe_rows(architecture["vocab_sizes"])
     expected = source_predict(probe)
-    with _atomic_target(out_path) as temporary:
+    with atomic_path(out_path) as temporary:
         import torch
 
         torch.save(checkpoint, temporary)
@@ -194,9 +194,9 @@ def lightning_to_keras(ckpt_path: str | Path, out_path: str | Path) -> dict[str,
                          f"into another folder")
     probe = probe_rows(net.vocab_sizes)
     expected = _predict_network(net, probe)
-    with _atomic_target(out_path) as temporary:
-        model.save(temporary)
-        reloaded = keras.models.load_model(temporary, compile=False)
+    with atomic_path(out_path) as temporary:
+        model.save(str(temporary))  # the temp name keeps the '.keras' suffix Keras insists on
+        reloaded = keras.models.load_model(str(temporary), compile=False)
         max_diff = _verify(predict_columns(reloaded, probe), expected, f"{out_path} (converted from {ckpt_path})")
     vocabularies.save(vocabulary_path)
     return {"input": str(ckpt_path), "output": str(out_path), "direction": "lightning-to-keras",
@@ -370,39 +370,6 @@ def _verify(actual: np.ndarray, expected: np.ndarray, what: str) -> float:
     return max_diff
 
 
-class _atomic_target:
-    """Context manager: yields a temp path beside `path`; on success os.replace()s it into place.
-
-    The temp name keeps the final suffix because Keras's model.save insists on
-    '.keras'.  On any error the temp file is removed and `path` is untouched.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> str:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, self.temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.",
-                                                  suffix=f".tmp{self.path.suffix}")
-        os.close(handle)
-        return self.temporary
-
-    def __exit__(self, kind, value, traceback) -> bool:
-        if kind is None:
-            # mkstemp creates 0600; give the file the permissions a plain open() would.
-            os.chmod(self.temporary, 0o666 & ~_current_umask())
-            os.replace(self.temporary, self.path)
-        else:
-            Path(self.temporary).unlink(missing_ok=True)
-        return False
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _plain_data(value: Any) -> Any:
     """Tuples -> lists, NumPy scalars -> Python: torch.load(weights_only=True) accepts only plain data."""
     if isinstance(value, Mapping):
@@ -420,7 +387,7 @@ def _plain_data(value: Any) -> Any:
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m lightning_impl.convert",
         description="Convert a trained streetcar model between Keras and Lightning (weights copied by canonical "
                     "name; the written file is loaded back and checked to predict what the source predicts).",

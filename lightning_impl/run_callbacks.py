@@ -128,11 +128,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or "://" in str(path):
             super().save_checkpoint(checkpoint, path, storage_options=storage_options)
             return
-        from experiment.artifacts import write_bytes_atomic
+        from data.atomic import write_atomic
 
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        write_bytes_atomic(Path(path), buffer.getvalue())
+        write_atomic(Path(path), buffer.getvalue())
 
 
 __all__ = ["NonFiniteGuard", "FaultInjection", "EpochSummary", "AtomicCheckpointIO", "build_run_callbacks"]

@@ -55,7 +55,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import RunRequest, add_common_arguments, positive_int, resolve_run_request
+from configs.cli import OneLineArgumentParser, RunRequest, add_common_arguments, positive_int, resolve_run_request
 from data.dataset import PreparedDataset
 from experiment.artifacts import RESULT_KEYS, create_run_dir, describe_result, summarize_test, write_run_artifacts
 from experiment.console import emit_json, run_main, say
@@ -501,7 +501,7 @@ def devices_argument(text: str) -> str | int:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m lightning_impl.train",
         description="Train the streetcar-delay model with PyTorch Lightning (one experiment of the book's "
                     "chapter 6), test the kept model and write a run directory.",

@@ -10,9 +10,10 @@ outputs. The tests:
 * the twins are in sync: the same cells, of the same types, with the same
   sources, read with jupytext;
 * the .ipynb is committed clean: no outputs, no execution counts;
-* executing the .ipynb with nbclient (kernel "python3", which CI installs
-  into the venv with `python -m ipykernel install --sys-prefix --name
-  python3`) finishes within NOTEBOOK_TIME_LIMIT_S, and its last cell's
+* executing the .ipynb with nbclient (kernel "python3", which the
+  `this_interpreter_kernel` fixture points at the interpreter running the
+  tests, so no `ipykernel install` step is needed) finishes within
+  NOTEBOOK_TIME_LIMIT_S, and its last cell's
   results show what the notebook claims: both frameworks keep the same best
   epoch, encode the trip the same way, give it the same probability in
   [0, 1], and their confusion matrices cover the whole test split.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +38,23 @@ NOTEBOOK_TIME_LIMIT_S = 180
 # Same start, same batches, no dropout: the frameworks agree to float32 rounding, not exactly.
 PROBABILITY_TOLERANCE = 1e-4
 HISTORY_TOLERANCE = 1e-4
+
+
+@pytest.fixture
+def this_interpreter_kernel(tmp_path, monkeypatch) -> str:
+    """A "python3" kernelspec that runs this very interpreter, found before any installed one.
+
+    JUPYTER_PATH comes first in jupyter_client's search, ahead of the user's
+    and the venv's kernel folders, so a stale "python3" kernel elsewhere (another
+    Python, another project) cannot run the notebook instead.
+    """
+    kernel_folder = tmp_path / "jupyter" / "kernels" / "python3"
+    kernel_folder.mkdir(parents=True)
+    (kernel_folder / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (this interpreter)", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "python3"
 
 
 def cells(notebook) -> list[tuple[str, str]]:
@@ -76,12 +95,12 @@ def notebook_results(notebook) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.real_data
-def test_the_notebook_runs_top_to_bottom(tmp_path):
+def test_the_notebook_runs_top_to_bottom(tmp_path, this_interpreter_kernel):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
-        notebook, kernel_name="python3", timeout=NOTEBOOK_TIME_LIMIT_S,
+        notebook, kernel_name=this_interpreter_kernel, timeout=NOTEBOOK_TIME_LIMIT_S,
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},   # the kernel starts in notebooks/
     )
     started = time.perf_counter()

@@ -82,6 +82,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from configs.cli import OneLineArgumentParser
+
 __all__ = ["ReplayError", "format_table", "json_safe", "main", "parse_values", "prepare", "read_values_file",
            "replay", "replay_reduce_lr"]
 
@@ -653,13 +655,8 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print the usage too)
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m parity_tests.replay",
+    parser = OneLineArgumentParser(prog="python -m parity_tests.replay",
                      description="Replay a scripted metric through Keras's and Lightning's EarlyStopping and "
                                  "ModelCheckpoint and report where each stops and which epoch each keeps.")
     parser.add_argument("--monitor", required=True, help="monitored key, e.g. val_accuracy or val_loss")

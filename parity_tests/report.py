@@ -69,9 +69,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import RunRequest, non_negative_int, positive_int, resolve_run_request
+from configs.cli import OneLineArgumentParser, RunRequest, non_negative_int, positive_int, resolve_run_request
 from configs.loader import load_config
-from experiment.artifacts import write_bytes_atomic, write_json
+from data.atomic import write_atomic
+from experiment.artifacts import write_json
 from experiment.console import emit_json, run_main, say
 from parity_tests.report_reasons import trends_section
 from parity_tests.report_story import (FRAMEWORK_LABELS, FRAMEWORKS, format_count, format_ratio, format_seconds,
@@ -108,7 +109,7 @@ def comma_list(text: str) -> list[str]:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m parity_tests.report",
         description="Run the chapter-6 experiments in Keras 3 and Lightning on one dataset, one seed and the "
                     "shared batch order; write tables, curves, confusion matrices and the comparison with "
@@ -294,7 +295,7 @@ def _save(figure, path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    return write_bytes_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue())
 
 
 def plot_experiment_curves(path: Path, experiment: str, runs: Mapping[str, Mapping[str, Any]]) -> Path:
@@ -448,7 +449,7 @@ def write_outputs(out_dir: Path, results: Mapping[str, Any]) -> None:
         plot_experiment_curves(out_dir / curves_file(experiment), experiment, runs)
         plot_experiment_confusion(out_dir / confusion_file(experiment), experiment, runs)
     write_json(out_dir / RESULTS_JSON, results_payload(results))
-    write_bytes_atomic(out_dir / RESULTS_MARKDOWN, render_markdown(results).encode("utf-8"))
+    write_atomic(out_dir / RESULTS_MARKDOWN, render_markdown(results).encode("utf-8"))
 
 
 # --------------------------------------------------------------------------

@@ -4,6 +4,8 @@ chapter 6's figure 6.21 says, and every kind of bad input names its key."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+from pathlib import Path
 
 import pytest
 import yaml
@@ -141,3 +143,76 @@ def test_bad_flag_values_exit_2(argv):
     with pytest.raises(SystemExit) as stop:
         parse(argv)
     assert stop.value.code == 2
+
+
+# -- silent acceptance refused: duplicate keys, bad dates, non-finite numbers, escaping templates, a file as out-dir
+
+PROJECT_CONFIG = Path(__file__).resolve().parents[1] / "streetcar.yaml"
+
+
+def write_config_text(tmp_path, edit) -> Path:
+    text = edit(PROJECT_CONFIG.read_text(encoding="utf-8"))
+    path = tmp_path / "edited.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_duplicate_key_is_refused_naming_file_key_and_lines(tmp_path):
+    path = write_config_text(tmp_path, lambda text: text.replace("  out_dir: runs\n",
+                                                                 "  out_dir: runs\n  out_dir: elsewhere\n"))
+    duplicate_line = path.read_text().splitlines().index("  out_dir: elsewhere") + 1
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}: duplicate key 'out_dir' at line {duplicate_line} (first given at line "
+                                f"{duplicate_line - 1}); each key may appear once in a mapping")
+
+
+def test_a_bad_yaml_date_names_the_file_and_the_key(tmp_path):
+    path = write_config_text(tmp_path, lambda text: text.replace("  start_date: null", "  start_date: 2019-13-45"))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: 'data.start_date' = '2019-13-45' is not a date (YYYY-MM-DD)"
+
+
+def test_a_good_yaml_date_still_loads(tmp_path):
+    path = write_config_text(tmp_path, lambda text: text.replace("  start_date: null", "  start_date: 2015-03-01"))
+    assert load_config(path).data.start_date == dt.date(2015, 3, 1)
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("hyperparameters", "learning_rate", float("inf")),
+    ("hyperparameters", "learning_rate", float("nan")),
+    ("hyperparameters", "zero_weight", float("inf")),
+    ("hyperparameters", "one_weight_offset", float("inf")),
+    ("callbacks", "min_delta", float("inf")),
+])
+def test_non_finite_numbers_are_refused(config, section, key, value):
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(mutated(config, section, key, value), source="bad.yaml")
+    assert str(error.value) == f"bad.yaml: '{section}.{key}' = {value!r} is not a finite number"
+
+
+def test_a_non_finite_experiment_weight_is_refused(config, tmp_path):
+    path = write_config_text(tmp_path, lambda text: text.replace("one_weight: 1.0", "one_weight: .inf", 1))
+    with pytest.raises(ConfigError, match=r"'experiments\.\w+\.one_weight' = inf is not a finite number"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("template", ["../best-{epoch}-{monitor}{value}", "/tmp/best-{epoch}-{monitor}{value}",
+                                      "sub/best-{epoch}-{monitor}{value}", "..\\best-{epoch}-{monitor}{value}"])
+def test_a_checkpoint_template_that_leaves_the_checkpoints_folder_is_refused(config, template):
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(mutated(config, "callbacks", "checkpoint_template", template), source="bad.yaml")
+    assert str(error.value).startswith(f"bad.yaml: 'callbacks.checkpoint_template' = {template!r} must be a file "
+                                       f"name inside the run's checkpoints folder")
+
+
+def test_an_out_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "results.txt").write_text("not a folder")
+    with pytest.raises(ConfigError) as error:
+        resolve_run_request(parse(["--out-dir", str(tmp_path / "results.txt")]))
+    assert str(error.value) == (f"--out-dir = '{tmp_path / 'results.txt'}' is not a folder; name a folder for "
+                                f"the run directories (it is created if missing)")
+    with pytest.raises(ConfigError, match=r"is not a folder \(.*results.txt is a file\)"):
+        resolve_run_request(parse(["--out-dir", str(tmp_path / "results.txt" / "runs")]))
+    assert resolve_run_request(parse(["--out-dir", str(tmp_path / "new" / "runs")])).config.general.out_dir

@@ -94,8 +94,8 @@ def test_counts_add_up_and_follow_the_rule_order():
     extra["Report Date"] = ""                                             # missing_date
     raw = pd.concat([raw, extra], ignore_index=True)
     kept, dropped = clean_records(raw)
-    assert dropped == {"missing_date": 1, "missing_time": 1, "bad_route": 5, "bad_direction": 3}
-    assert list(dropped) == ["missing_date", "missing_time", "bad_route", "bad_direction"]
+    assert dropped == {"missing_date": 1, "date_out_of_range": 0, "missing_time": 1, "bad_route": 5, "bad_direction": 3}
+    assert list(dropped) == ["missing_date", "date_out_of_range", "missing_time", "bad_route", "bad_direction"]
     assert len(kept) == 4 and len(kept) + sum(dropped.values()) == len(raw)
     assert kept["Direction"].tolist() == ["e", "b", "w", "b"]
     assert kept["Route"].tolist() == [501, 501, 504, 301] and kept["Route"].dtype == np.int64
@@ -107,7 +107,8 @@ def test_counts_add_up_and_follow_the_rule_order():
 def test_drop_bad_vehicles_adds_a_counted_reason():
     raw = raw_frame(HAND_MADE)
     kept, dropped = clean_records(raw, drop_bad_vehicles=True)
-    assert dropped == {"missing_date": 0, "missing_time": 1, "bad_route": 5, "bad_direction": 3, "bad_vehicle": 2}
+    assert dropped == {"missing_date": 0, "date_out_of_range": 0, "missing_time": 1, "bad_route": 5, "bad_direction": 3,
+                       "bad_vehicle": 2}
     assert len(kept) == 2 and len(kept) + sum(dropped.values()) == len(raw)
     assert kept["vehicle_valid"].all()
 

@@ -83,3 +83,49 @@ def test_real_data_guard_skips_or_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(conftest, "SHARED_RAW_DIR", tmp_path / "absent")
     with pytest.raises(pytest.fail.Exception, match="is unset"):
         conftest.require_real_data()
+
+
+# -- a relative folder means relative to where the user ran the command, in every process ---
+
+CHILD_LISTS_WORKBOOKS = (
+    "import os, subprocess, sys\n"
+    "import data.paths\n"
+    "print(os.environ['STREETCAR_RAW_DIR'])\n"
+    "sys.stdout.flush()\n"
+    # A child that starts in another folder, as the notebook's kernel starts in notebooks/.
+    "subprocess.run([sys.executable, '-c', 'from data.paths import find_raw_files; "
+    "print(find_raw_files()[0])'], cwd=sys.argv[1], check=True)\n")
+
+
+def test_a_relative_raw_dir_variable_is_made_absolute_for_child_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    user_folder, elsewhere = tmp_path / "project", tmp_path / "project" / "notebooks"
+    elsewhere.mkdir(parents=True)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "ttc-2014.xlsx").write_bytes(b"x")
+    project_root = Path(paths.__file__).resolve().parents[1]
+    environment = {**os.environ, "STREETCAR_RAW_DIR": "../raw",
+                   "PYTHONPATH": os.pathsep.join([str(project_root), os.environ.get("PYTHONPATH", "")])}
+    completed = subprocess.run([sys.executable, "-c", CHILD_LISTS_WORKBOOKS, str(elsewhere)], cwd=user_folder,
+                               env=environment, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == [str(tmp_path / "raw"), str(tmp_path / "raw" / "ttc-2014.xlsx")]
+
+
+def test_a_relative_raw_dir_argument_is_resolved_against_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder, _ = resolve_raw_dir("some/raw")
+    assert folder == tmp_path / "some" / "raw" and folder.is_absolute()
+
+
+def test_the_trainers_store_an_absolute_raw_dir_in_the_run_request(tmp_path, monkeypatch):
+    import argparse
+
+    from configs.cli import add_common_arguments, resolve_run_request
+
+    monkeypatch.chdir(tmp_path)
+    arguments = add_common_arguments(argparse.ArgumentParser()).parse_args(["--raw-dir", "raw"])
+    assert resolve_run_request(arguments).raw_dir == str(tmp_path / "raw")

@@ -50,7 +50,8 @@ def test_small_dataset_report_and_arrays(raw_dir, cache_dir):
     dataset = load(raw_dir, cache_dir)
     report = dataset.report
     assert report["raw_rows"] == 7 and report["kept_rows"] == 5
-    assert report["dropped"] == {"missing_date": 0, "missing_time": 0, "bad_route": 1, "bad_direction": 1}
+    assert report["dropped"] == {"missing_date": 0, "date_out_of_range": 0, "missing_time": 0, "bad_route": 1,
+                                 "bad_direction": 1}
     assert report["kept_rows"] + sum(report["dropped"].values()) == report["raw_rows"]
     assert report["date_range"] == {"start": "2014-01-02", "end": "2014-01-04", "days": 3}
     assert report["slots"] == 3 * 24 * 56 == 4032

@@ -63,7 +63,8 @@ def test_delay_gap_sheets_fill_min_delay(real_raw):
 def test_prepared_report(real_dataset):
     report = real_dataset.report
     assert report["raw_rows"] == 76_891 and report["kept_rows"] == 73_996
-    assert report["dropped"] == {"missing_date": 0, "missing_time": 0, "bad_route": 2_505, "bad_direction": 390}
+    assert report["dropped"] == {"missing_date": 0, "date_out_of_range": 0, "missing_time": 0, "bad_route": 2_505,
+                                 "bad_direction": 390}
     assert report["kept_rows"] + sum(report["dropped"].values()) == report["raw_rows"]
     assert report["bad_vehicle_rows_kept"] == 13_238
     assert report["delay_records"] == 72_774                               # SPEC §4
