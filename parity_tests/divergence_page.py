@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from experiment.artifacts import write_bytes_atomic, write_json
+from data.atomic import write_atomic
+from experiment.artifacts import write_json
 
 SETTING_ORDER = ("hard_sigmoid-float32", "hard_sigmoid_keras2-float32", "sigmoid-float32",
                  "hard_sigmoid-float64", "hard_sigmoid_keras2-float64", "sigmoid-float64")
@@ -134,7 +135,7 @@ def plot(path: Path, settings: Mapping[str, Mapping[str, Any]]) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def write_page(out_dir: Path, command: str) -> None:
@@ -144,7 +145,7 @@ def write_page(out_dir: Path, command: str) -> None:
     write_json(out_dir / "divergence.json", {"command": command, "settings": {
         name: {key: value for key, value in summary.items() if key != "loss_difference_per_update"}
         for name, summary in settings.items()}})
-    write_bytes_atomic(out_dir / "divergence.md", render(settings, command).encode("utf-8"))
+    write_atomic(out_dir / "divergence.md", render(settings, command))
     plot(out_dir / "divergence.png", settings)
 
 
