@@ -152,8 +152,7 @@ def summarize_test(y_true: np.ndarray, probabilities: np.ndarray, threshold: flo
 
     # [docs:confusion-matrix]
     y_true = np.asarray(y_true).reshape(-1).astype(np.int64)
-    probabilities = np.asarray(probabilities).reshape(-1)
-    predicted = (probabilities > threshold).astype(np.int64)
+    predicted = (np.asarray(probabilities).reshape(-1) > threshold).astype(np.int64)
     matrix = confusion_matrix(y_true, predicted, labels=[0, 1])
     (tn, fp), (fn, tp) = matrix.tolist()
     # [/docs:confusion-matrix]
@@ -166,8 +165,14 @@ def summarize_test(y_true: np.ndarray, probabilities: np.ndarray, threshold: flo
         "false_negatives": int(fn),
         "true_positives": int(tp),
         "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
-        "saturated_share": float(np.mean((probabilities <= 0.0) | (probabilities >= 1.0))) if total else 0.0,
+        "saturated_share": saturated_share(probabilities),
     }
+
+
+def saturated_share(probabilities: np.ndarray) -> float:
+    """Share of outputs at exactly 0 or 1: hard_sigmoid's flat ends, where its gradient is zero."""
+    probabilities = np.asarray(probabilities).reshape(-1)
+    return float(np.mean((probabilities <= 0.0) | (probabilities >= 1.0))) if len(probabilities) else 0.0
 
 
 def plot_curves(path: str | Path, history: Mapping[str, Sequence[float]], title: str,

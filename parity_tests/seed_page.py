@@ -16,7 +16,7 @@ import numpy as np
 
 from experiment.artifacts import write_bytes_atomic
 from parity_tests.seed_statistics import (DESCRIBED_OUTCOMES, FRAMEWORK_LABELS, FRAMEWORKS, TESTED_OUTCOMES,
-                                          finite_values, format_number)
+                                          describe_difference, finite_values, format_number)
 
 FRAMEWORK_COLOURS = {"keras": "tab:red", "lightning": "tab:blue"}
 
@@ -51,7 +51,7 @@ def outcome_table(group: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {label} | {spread_cell(summary[key]['keras'], digits)} | "
                      f"{spread_cell(summary[key]['lightning'], digits)} | "
                      f"{format_number(test['u'], 1)} | {p_cell(test['p_value'])} | {p_cell(test['p_value_holm'])} | "
-                     f"{'none possible' if difference is None else format_number(difference, digits)} |")
+                     f"{describe_difference(difference, digits)} |")
     for key, label, digits in DESCRIBED_OUTCOMES:
         lines.append(f"| {label} (not tested: it measures the machine) | "
                      f"{spread_cell(summary[key]['keras'], digits)} | "

@@ -210,14 +210,20 @@ def describe_seed_counts(tests: Mapping[str, Any]) -> str:
     return f"{keras_runs} Keras and {lightning_runs} Lightning seeds"
 
 
+def describe_difference(difference: float | None, digits: int) -> str:
+    """A smallest detectable difference in words: 0 means the values have no spread at all."""
+    if difference is None:
+        return "none possible"
+    return "any shift (the values have no spread)" if difference == 0.0 else format_number(difference, digits)
+
+
 def detectable_differences(tests: Mapping[str, Any], keys: Sequence[str]) -> str:
     labels = {key: (label, digits) for key, label, digits in TESTED_OUTCOMES}
     parts = []
     for key in keys:
         label, digits = labels[key]
         difference = tests[key]["minimal_detectable_difference"]
-        parts.append(f"{label} {format_number(difference, digits)}" if difference is not None
-                     else f"{label} none (too few finite values)")
+        parts.append(f"{label} {describe_difference(difference, digits)}")
     return "; ".join(parts)
 
 

@@ -227,10 +227,20 @@ def run_study(args: argparse.Namespace, planned: Sequence[PlannedRun], out: Path
     dataset, data_seed = load_study_dataset(args)
     bar = tqdm(total=len(pending), unit="run", desc="seed runs", dynamic_ncols=True)
     try:
-        for run in pending:
+        for finished, run in enumerate(pending):
             bar.set_postfix_str(f"{run.framework} seed {run.seed}")
             started = time.perf_counter()
-            result = train_one(run, args, dataset, progress=lambda message: bar.write(message, file=sys.stderr))
+            try:
+                result = train_one(run, args, dataset,
+                                   progress=lambda message: bar.write(message, file=sys.stderr))
+            except KeyboardInterrupt as interrupt:
+                # The trainer's own message says how to resume its run directory; a study resumes
+                # by running the same command again, which skips the saved runs.
+                replacement = KeyboardInterrupt(
+                    f"seed study interrupted during {run.framework} seed {run.seed}: {finished} of {len(pending)} "
+                    f"run(s) saved in {out / RUNS_FOLDER}; run the same command again to continue")
+                replacement.exit_code = getattr(interrupt, "exit_code", 130)
+                raise replacement from None
             record = run_record(result, run, time.perf_counter() - started, data_seed, command)
             write_json(out / RUNS_FOLDER / run.file_name, record)
             bar.update(1)
