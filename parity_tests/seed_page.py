@@ -81,6 +81,11 @@ def format_ratio(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
 
 
+def describe_machine(machine: Mapping[str, Any]) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in sorted(machine["versions"].items()))
+    return f"{machine['cpu_model']}, {machine['usable_cores']} usable core(s), {versions}"
+
+
 def render_markdown(study: Mapping[str, Any]) -> str:
     lines = ["# Seed study: Keras 3 vs Lightning in distribution", "",
              "Each run trains with the book's settings and its own seed (`general.seed`): each framework draws "
@@ -102,40 +107,65 @@ def render_markdown(study: Mapping[str, Any]) -> str:
                   "</details>", ""]
     if study["groups"]:
         lines += ["![each run a dot, a box per framework and outcome](seeds.png)", ""]
-    machine = study["machine"]
-    lines += [f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable core(s), "
-              f"{machine['platform']}, versions {machine['versions']}.", ""]
+    machines = sorted({describe_machine(run["machine"]) for run in study["runs"] if "machine" in run})
+    lines += [f"Machine(s) of the runs: {'; '.join(machines) if machines else 'none recorded'}.", ""]
     return "\n".join(lines)
 
 
+PLOT_COLUMNS = 5
+
+
+def draw_outcome(axis, runs, key: str, label: str) -> None:
+    """One panel: a box (median, quartiles) and a dot per run for each framework."""
+    for position, framework in enumerate(FRAMEWORKS):
+        values = finite_values(runs, framework, key)
+        if len(values):
+            axis.boxplot(values, positions=[position], widths=0.5, showfliers=False)
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+            axis.scatter(position + jitter, values, s=14, alpha=0.8, color=FRAMEWORK_COLOURS[framework])
+    axis.set_title(label, fontsize=9)
+
+
+def draw_collapse(axis, runs) -> None:
+    """The last panel: how many runs of each framework kept a degenerate model."""
+    for position, framework in enumerate(FRAMEWORKS):
+        flags = [bool(run["collapsed"]) for run in runs if run["framework"] == framework]
+        axis.bar(position, sum(flags), width=0.5, color=FRAMEWORK_COLOURS[framework], alpha=0.8)
+        axis.text(position, sum(flags), f"{sum(flags)} of {len(flags)}", ha="center", va="bottom", fontsize=8)
+    most_runs = max(sum(run["framework"] == framework for run in runs) for framework in FRAMEWORKS)
+    axis.set_ylim(0, max(1, most_runs) * 1.2)
+    axis.set_title("collapsed runs (degenerate model)", fontsize=9)
+
+
 def write_plot(path: Path, study: Mapping[str, Any]) -> Path:
-    """seeds.png: rows = study groups, columns = outcomes; dots = runs, boxes = quartiles."""
+    """seeds.png: two rows of panels per study group, one panel per outcome and one for the collapses."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     outcomes = [*TESTED_OUTCOMES, *DESCRIBED_OUTCOMES]
+    rows_per_group = -(-(len(outcomes) + 1) // PLOT_COLUMNS)
     groups = study["groups"] or [None]
-    figure, axes = plt.subplots(len(groups), len(outcomes), figsize=(2.3 * len(outcomes), 2.9 * len(groups)),
-                                squeeze=False)
-    for row, group in zip(axes, groups):
+    figure, axes = plt.subplots(rows_per_group * len(groups), PLOT_COLUMNS,
+                                figsize=(2.6 * PLOT_COLUMNS, 2.7 * rows_per_group * len(groups)), squeeze=False)
+    for index, group in enumerate(groups):
         runs = [] if group is None else [run for run in study["runs"]
                                          if all(run[key] == value for key, value in group["settings"].items())]
-        for axis, (key, label, _) in zip(row, outcomes):
-            for position, framework in enumerate(FRAMEWORKS):
-                values = finite_values(runs, framework, key)
-                if len(values):
-                    axis.boxplot(values, positions=[position], widths=0.5, showfliers=False)
-                    jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
-                    axis.scatter(position + jitter, values, s=14, alpha=0.8, color=FRAMEWORK_COLOURS[framework])
+        panels = [axes[index * rows_per_group + slot // PLOT_COLUMNS][slot % PLOT_COLUMNS]
+                  for slot in range(rows_per_group * PLOT_COLUMNS)]
+        for axis, (key, label, _) in zip(panels, outcomes):
+            draw_outcome(axis, runs, key, label)
+        draw_collapse(panels[len(outcomes)], runs)
+        for axis in panels[len(outcomes) + 1:]:
+            axis.set_visible(False)
+        for axis in panels[:len(outcomes) + 1]:
             axis.set_xticks([0, 1], [FRAMEWORK_LABELS[name] for name in FRAMEWORKS], fontsize=8)
-            axis.set_title(label, fontsize=9)
             axis.tick_params(axis="y", labelsize=7)
             axis.grid(alpha=0.3, axis="y")
         if group is not None:
-            row[0].set_ylabel(describe_settings(group["settings"]).replace(", ", "\n", 2), fontsize=7)
-    figure.suptitle("seed study: one dot per run, boxes = median and quartiles")
+            panels[0].set_ylabel(describe_settings(group["settings"]).replace(", ", "\n", 2), fontsize=7)
+    figure.suptitle("seed study, Keras (red) vs Lightning (blue): one dot per run, boxes = median and quartiles")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)

@@ -254,9 +254,11 @@ def outcome_verdict(tests: Mapping[str, Any], summary: Mapping[str, Any], alpha:
                          f"p = {tests[key]['p_value']:.3g})")
     surviving = [key for key in detected if tests[key]["p_value_holm"] is not None
                  and tests[key]["p_value_holm"] < alpha]
+    corrected_count = sum(tests[key]["p_value"] is not None for key in keys)  # what holm_adjusted saw
+    remaining = (f"{len(surviving)} of them remain{'s' if len(surviving) == 1 else ''}"
+                 + (": " + ", ".join(labels[key][0] for key in surviving) if surviving else ""))
     text = (f"Difference detected at α = {alpha} with {seeds} in {len(detected)} of {len(testable)} outcomes: "
-            f"{'; '.join(described)}. After Holm's correction for {len(testable)} tests, "
-            f"{len(surviving)} of them remain{'s' if len(surviving) == 1 else ''}{': ' + ', '.join(labels[k][0] for k in surviving) if surviving else ''}.")
+            f"{'; '.join(described)}. After Holm's correction for {corrected_count} tests, {remaining}.")
     if undetected:
         text += (f" No difference detected in the other {len(undetected)}; the smallest differences this could "
                  f"detect there (80 % power) are: {detectable_differences(tests, undetected)}.")

@@ -31,7 +31,7 @@ there (every study group: experiment, rows, epoch cap, patience, batch order):
                "epochs_run", "kept_epoch", "best_val_accuracy", "terminal_val_accuracy", "test_accuracy",
                "recall", "false_negatives", "predicted_positive_share", "collapsed", "seconds", "device", ...}],
      "groups": [{"settings": {...}, "commands": [...], "summary": {...}, "tests": {...}, "verdict": [...]}],
-     "summary": {...}, "tests": {...}, "execution": "...", "machine": {...}}
+     "summary": {...}, "tests": {...}, "execution": "..."}     (each run also names its "machine")
 
 The statistics (medians, IQR, Mann-Whitney U, the smallest detectable
 difference, Fisher's exact test on the collapse rate) are explained in
@@ -167,6 +167,8 @@ def plan_runs(args: argparse.Namespace, settings: Mapping[str, Any]) -> list[Pla
 def run_record(result: Mapping[str, Any], run: PlannedRun, seconds: float, data_seed: int,
                command: str) -> dict[str, Any]:
     """The per-run fields of seeds.json from a trainer's result (RESULT_KEYS)."""
+    from parity_tests.report import describe_machine
+
     val_accuracy = [float(value) for value in result["history"].get("val_accuracy", [])]
     test = result["test"]
     kept = result["best_epoch"] if result["best_epoch"] is not None else len(val_accuracy) - 1
@@ -182,9 +184,19 @@ def run_record(result: Mapping[str, Any], run: PlannedRun, seconds: float, data_
         "collapsed": bool(result["degenerate"]),
         "seconds": round(seconds, 3), "device": str(result["device"]),
         "confusion_matrix": test["confusion_matrix"], "monitor": result["monitor"],
-        "stop_reason": result["stop_reason"], "model": result["model"], "run_dir": result["run_dir"],
-        "command": command, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "stop_reason": result["stop_reason"], "model": project_relative(result["model"]),
+        "run_dir": project_relative(result["run_dir"]), "command": command,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": describe_machine(),
     }
+
+
+def project_relative(path: str) -> str:
+    """A path inside the current folder as a relative one, so committed run files name no home folder."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def train_one(run: PlannedRun, args: argparse.Namespace, dataset, progress) -> dict[str, Any]:
@@ -272,7 +284,6 @@ def read_runs(out: Path) -> list[dict[str, Any]]:
 
 def build_study(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """seeds.json's object: the runs, and per study group its summary, tests and verdict."""
-    from parity_tests.report import describe_machine
     from parity_tests.seed_statistics import compare_frameworks, summarize_outcomes, verdict_sentences
 
     groups = []
@@ -286,7 +297,7 @@ def build_study(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"runs": list(runs), "groups": groups,
             # The first (or only) group's figures at the top level too, as the layout asks.
             "summary": first["summary"], "tests": first["tests"],
-            "execution": EXECUTION, "machine": describe_machine()}
+            "execution": EXECUTION}
 
 
 def write_study(out: Path) -> dict[str, Any]:
