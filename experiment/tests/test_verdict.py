@@ -104,3 +104,14 @@ def test_summarize_test_counts_saturated_outputs():
     figures = summarize_test(np.array([0, 0, 1, 0]), np.array([0.0, 0.3, 1.0, 0.0], dtype=np.float32))
     assert figures["saturated_share"] == pytest.approx(0.75)
     assert judge_test(figures) == {"degenerate": False, "predicted_positive_share": 0.25}
+
+
+def test_closing_lines_name_the_final_model_when_there_is_no_best_checkpoint():
+    from experiment.artifacts import describe_result
+
+    result = {**result_for(COLLAPSED_MATRIX, best_epoch=None, epochs_run=1), "experiment": "1", "seconds": 43.7,
+              "device": "cpu", "monitor": None, "best_value": None, "best_checkpoint": None,
+              "history": {"val_accuracy": [0.97815]}, "run_dir": "runs/x",
+              "model": "runs/x/checkpoints/last.ckpt"}
+    result["test"].update(accuracy=0.97815, false_negatives=12474)
+    assert describe_result(result).splitlines()[1] == "kept the final model: runs/x/checkpoints/last.ckpt"
