@@ -31,7 +31,13 @@ RESULT_KEYS = ("framework", "experiment", "epochs_run", "best_epoch", "best_valu
                "history", "test", "params", "best_checkpoint", "run_dir", "seconds", "device",
                # Why training ended: "completed: ...", "stopped: early stopping at epoch N ...",
                # "stopped: non-finite loss at epoch N (0-based N-1): loss = nan" (experiment.reliability).
-               "stop_reason")
+               "stop_reason",
+               # The file whose test figures are reported: the best checkpoint with early stopping,
+               # else the final model (Keras model.keras, Lightning checkpoints/last.ckpt).
+               "model",
+               # experiment.verdict.judge_test: one class for >= 99 % of test rows or recall < 0.05,
+               # and the share of test rows called "delay".
+               "degenerate", "predicted_positive_share")
 
 
 def create_run_dir(out_dir: str | Path, framework: str, experiment: str) -> Path:
@@ -111,6 +117,8 @@ def describe_result(result: Mapping[str, Any]) -> str:
     if result["best_epoch"] is not None:
         lines.append(f"kept epoch {result['best_epoch'] + 1} ({result['monitor']} = {result['best_value']:.5f}): "
                      f"{result['best_checkpoint']}")
+    else:
+        lines.append(f"kept the final model: {result['model']}")
     if "val_accuracy" in result["history"]:
         lines.append(f"terminal val_accuracy {result['history']['val_accuracy'][-1]:.5f}")
     lines.append(f"test: accuracy {test['accuracy']:.5f}, recall {test['recall']:.5f}, "
@@ -125,6 +133,9 @@ def summarize_test(y_true: np.ndarray, probabilities: np.ndarray, threshold: flo
     A probability counts as "delay" when p > threshold (strictly), as both
     Keras's binary accuracy and torchmetrics do (p = 0.5 is "no delay").
     confusion_matrix is [[tn, fp], [fn, tp]] (sklearn's layout with labels [0, 1]).
+    saturated_share: the share of rows whose output is exactly 0 or 1, where
+    hard_sigmoid is flat (|x| >= 3 in Keras 3 / torch, >= 2.5 in Keras 2) and
+    its gradient zero; experiment.verdict names it when a model is degenerate.
     """
     from sklearn.metrics import confusion_matrix
 
@@ -143,7 +154,14 @@ def summarize_test(y_true: np.ndarray, probabilities: np.ndarray, threshold: flo
         "false_negatives": int(fn),
         "true_positives": int(tp),
         "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
+        "saturated_share": saturated_share(probabilities),
     }
+
+
+def saturated_share(probabilities: np.ndarray) -> float:
+    """Share of outputs at exactly 0 or 1: hard_sigmoid's flat ends, where its gradient is zero."""
+    probabilities = np.asarray(probabilities).reshape(-1)
+    return float(np.mean((probabilities <= 0.0) | (probabilities >= 1.0))) if len(probabilities) else 0.0
 
 
 def plot_curves(path: str | Path, history: Mapping[str, Sequence[float]], title: str,

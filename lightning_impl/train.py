@@ -59,6 +59,7 @@ from configs.cli import OneLineArgumentParser, RunRequest, add_common_arguments,
 from data.dataset import PreparedDataset
 from experiment.artifacts import RESULT_KEYS, create_run_dir, describe_result, summarize_test, write_run_artifacts
 from experiment.console import emit_json, run_main, say
+from experiment.verdict import degenerate_warning, judge_test
 
 FRAMEWORK = "lightning"
 COMMAND = "lightning_impl.train"
@@ -456,6 +457,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
             "seconds": round(time.perf_counter() - started, 3),
             "device": describe_device(trainer),
             "stop_reason": stop_reason,
+            "model": str(best_path if best_path is not None else last_checkpoint),  # the tested file
+            **judge_test(test),  # "degenerate", "predicted_positive_share"
         }
         missing = [key for key in RESULT_KEYS if key not in result]
         if missing:  # pragma: no cover - guards the shared contract
@@ -559,6 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit_json({key: result[key] for key in RESULT_KEYS})
     else:
         print(describe_result(result), flush=True)
+    warning = degenerate_warning(result, request)
+    if warning is not None:  # last, on stderr, so that it is what the user reads
+        say(warning)
     return 0
 
 
