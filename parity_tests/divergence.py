@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import positive_int
+from configs.cli import OneLineArgumentParser, positive_int
 from configs.loader import load_config, resolve_experiment
 from experiment.artifacts import write_json
 from experiment.console import UserError, emit_json, run_main, say
@@ -58,7 +58,7 @@ def comma_choices(choices: Sequence[str]):
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m parity_tests.divergence", description=__doc__.split("\n\n")[0],
+    parser = OneLineArgumentParser(prog="python -m parity_tests.divergence", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--activation", type=comma_choices(list(ACTIVATION_KINKS)),
                         default=list(ACTIVATION_KINKS), help="output activation(s), comma separated (default: all)")

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from experiment.artifacts import write_bytes_atomic
+from data.atomic import write_atomic
 from parity_tests.seed_statistics import (DESCRIBED_OUTCOMES, FRAMEWORK_LABELS, FRAMEWORKS, TESTED_OUTCOMES,
                                           describe_difference, finite_values, format_number)
 
@@ -170,4 +170,4 @@ def write_plot(path: Path, study: Mapping[str, Any]) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    return write_bytes_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue())

@@ -49,9 +49,10 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from configs.cli import non_negative_int, positive_int, resolve_run_request
+from configs.cli import OneLineArgumentParser, non_negative_int, positive_int, resolve_run_request
 from configs.loader import load_config, override
-from experiment.artifacts import write_bytes_atomic, write_json
+from data.atomic import write_atomic
+from experiment.artifacts import write_json
 from experiment.console import emit_json, run_main, say
 
 FRAMEWORKS = ("keras", "lightning")
@@ -82,7 +83,7 @@ def seed_list(text: str) -> list[int]:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m parity_tests.seeds",
         description="Train one experiment with many seeds in Keras 3 and Lightning (each framework's own seeded "
                     "initial weights and dropout), and compare the two distributions: medians, spread, "
@@ -306,7 +307,7 @@ def write_study(out: Path) -> dict[str, Any]:
     study = build_study(read_runs(out))
     write_json(out / "seeds.json", study)
     write_plot(out / "seeds.png", study)
-    write_bytes_atomic(out / "seeds.md", render_markdown(study).encode("utf-8"))
+    write_atomic(out / "seeds.md", render_markdown(study))
     return study
 
 

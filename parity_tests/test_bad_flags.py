@@ -15,7 +15,7 @@ import pytest
 
 COMMANDS = ["lightning_impl.train", "lightning_impl.score", "lightning_impl.convert", "keras_impl.train",
             "keras_impl.score", "keras_impl.legacy", "data.prepare", "data.fetch", "parity_tests.replay",
-            "parity_tests.report", "benchmarks.run"]
+            "parity_tests.report", "parity_tests.seeds", "parity_tests.divergence", "benchmarks.run"]
 
 
 def run_main_of(module_name: str, argv: list[str], capsys) -> tuple[int, list[str]]:

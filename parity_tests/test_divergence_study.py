@@ -65,7 +65,8 @@ def test_bad_flags_are_one_clear_line(capsys):
     with pytest.raises(SystemExit) as stopped:
         divergence.build_argument_parser().parse_args(["--activation", "relu"])
     assert stopped.value.code == 2
-    assert "relu is not one of hard_sigmoid, hard_sigmoid_keras2, sigmoid" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "relu is not one of hard_sigmoid, hard_sigmoid_keras2, sigmoid" in error and len(error.strip().splitlines()) == 1
 
 
 def fake(setting, kink, parted, split, before, updates=100):
