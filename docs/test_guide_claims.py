@@ -106,21 +106,14 @@ def load_minimal_port():
 
 def test_fast_dev_run_is_the_one_batch_smoke_run_and_writes_nothing(tmp_path: Path):
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from torch.utils.data import DataLoader, TensorDataset
 
-    from data import BOOK_VOCABULARIES, COLUMNS
+    from data import BOOK_VOCABULARIES
 
     port = load_minimal_port()
-    sizes = BOOK_VOCABULARIES.sizes()
-    generator = torch.Generator().manual_seed(0)
-    features = torch.stack([torch.randint(sizes[column], (3000,), generator=generator) for column in COLUMNS], 1)
-    target = (torch.rand(3000, generator=generator) < 0.3).float()
-    rows = TensorDataset(features, target, torch.ones(3000))
     trainer = L.Trainer(fast_dev_run=True, default_root_dir=str(tmp_path), enable_progress_bar=False,
                         callbacks=[ModelCheckpoint(tmp_path / "checkpoints", monitor="val_loss", mode="min")])
-    trainer.fit(port.DelayClassifier(sizes), DataLoader(rows, batch_size=1000), DataLoader(rows, batch_size=1000))
+    trainer.fit(port.DelayClassifier(BOOK_VOCABULARIES.sizes()), synthetic_loader(), synthetic_loader())
     assert trainer.global_step == 1                      # one training batch (and one validation batch)
     assert list(tmp_path.rglob("*.ckpt")) == [] and not (tmp_path / "lightning_logs").exists()
 
@@ -152,3 +145,57 @@ def test_the_guide_starts_with_the_minimal_port_side_by_side():
     first_section = text.split("\n## ")[1]
     assert first_section.startswith("0. The minimal port")
     assert "examples/minimal_port.py#" in first_section and "examples/minimal_keras.py#" in first_section
+
+
+def synthetic_loader(rows: int = 3000, seed: int = 0):
+    """Random encoded trips with ~30 % delays, in the (features, target, weight) batches of the minimal port."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from data import BOOK_VOCABULARIES, COLUMNS
+
+    sizes = BOOK_VOCABULARIES.sizes()
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.stack([torch.randint(sizes[column], (rows,), generator=generator) for column in COLUMNS], 1)
+    target = (torch.rand(rows, generator=generator) < 0.3).float()
+    return DataLoader(TensorDataset(features, target, torch.ones(rows)), batch_size=1000)
+
+
+def plateau_module_class():
+    import torch
+
+    port = load_minimal_port()
+
+    # [docs:lightning-plateau-scheduler]
+    class WithPlateauScheduler(port.DelayClassifier):
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate)
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
+            # Lightning steps it after each validation with the logged value named by "monitor".
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+    # [/docs:lightning-plateau-scheduler]
+
+    class WithoutMonitor(port.DelayClassifier):
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.learning_rate)
+            return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)}
+
+    return WithPlateauScheduler, WithoutMonitor
+
+
+def test_a_plateau_scheduler_is_stepped_with_its_monitored_value_and_needs_one():
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from data import BOOK_VOCABULARIES
+
+    with_monitor, without_monitor = plateau_module_class()
+    options = {"max_epochs": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+               "enable_model_summary": False, "num_sanity_val_steps": 0}
+    trainer = L.Trainer(**options)
+    trainer.fit(with_monitor(BOOK_VOCABULARIES.sizes()), synthetic_loader(), synthetic_loader(seed=1))
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.last_epoch == 1                                       # stepped once, after the epoch
+    assert scheduler.best == pytest.approx(float(trainer.callback_metrics["val_loss"]))
+    with pytest.raises(MisconfigurationException, match="monitor"):
+        L.Trainer(**options).fit(without_monitor(BOOK_VOCABULARIES.sizes()), synthetic_loader(), synthetic_loader())

@@ -52,14 +52,16 @@ def compile_model(model, learning_rate=0.001):
 
 
 def main(sample_rows, epochs, out_dir):
+    # [docs:minimal-keras-load]
     config = load_config()
     settings = resolve_experiment(config, "5")
     hyper = config.hyperparameters
     keras.utils.set_random_seed(config.general.seed)  # Python, NumPy and the backend
     dataset = load_prepared(config)
     if sample_rows is not None:
-        dataset = dataset.sample(sample_rows, config.general.seed)  # the rows keras_impl samples
+        dataset = dataset.sample(sample_rows, config.general.seed)  # the seeded subset every trainer here takes
     class_weight = {0: 1.0, 1: dataset.one_weight()}  # count_no_delay / count_delay on train
+    # [/docs:minimal-keras-load]
     train_inputs, train_target = make_inputs(dataset, "train")
     valid_inputs, valid_target = make_inputs(dataset, "valid")
     model = compile_model(get_model(dataset.vocab_sizes, dropout_rate=hyper.dropout_rate), hyper.learning_rate)

@@ -93,14 +93,16 @@ class DelayClassifier(L.LightningModule):
 
 
 def main(sample_rows, epochs, out_dir):
+    # [docs:minimal-lightning-load]
     config = load_config()
     settings = resolve_experiment(config, "5")
     hyper = config.hyperparameters
     L.seed_everything(config.general.seed)  # Python, NumPy and torch
     dataset = load_prepared(config)
     if sample_rows is not None:
-        dataset = dataset.sample(sample_rows, config.general.seed)  # the rows keras_impl samples
+        dataset = dataset.sample(sample_rows, config.general.seed)  # the seeded subset every trainer here takes
     class_weight = {0: 1.0, 1: dataset.one_weight()}  # count_no_delay / count_delay on train
+    # [/docs:minimal-lightning-load]
     train_loader = make_loader(dataset, "train", class_weight, shuffle=True, batch_size=hyper.batch_size)
     valid_loader = make_loader(dataset, "valid", batch_size=hyper.batch_size)
     module = DelayClassifier(dataset.vocab_sizes, hyper.dropout_rate, hyper.learning_rate)
