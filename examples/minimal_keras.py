@@ -31,12 +31,13 @@ def get_model(vocab_sizes, embedding_dim=10, dropout_rate=0.0003):
     inputs, branches = [], []
     for column in COLUMNS:
         column_input = keras.Input(shape=(1,), name=column, dtype="int32")
-        embedded = keras.layers.Embedding(vocab_sizes[column], embedding_dim)(column_input)
-        normalised = keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3)(embedded)  # the defaults
+        embedded = keras.layers.Embedding(vocab_sizes[column], embedding_dim, name=f"embedding_{column}")(column_input)
+        normalised = keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3,  # the defaults
+                                                     name=f"batchnorm_{column}")(embedded)
         branches.append(keras.layers.Dropout(dropout_rate)(keras.layers.Flatten()(normalised)))
         inputs.append(column_input)
     merged = keras.layers.concatenate(branches)
-    output = keras.layers.Dense(1, activation="hard_sigmoid")(merged)
+    output = keras.layers.Dense(1, activation="hard_sigmoid", name="output")(merged)
     return keras.Model(inputs=inputs, outputs=output)
 # [/docs:minimal-keras-model]
 
