@@ -138,6 +138,8 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=50, help="at most this many epochs (the book: 50)")
     parser.add_argument("--out-dir", default="runs/minimal-port", help="checkpoints and the CSV history")
     args = parser.parse_args()
+    if args.epochs < 1 or (args.sample_rows is not None and args.sample_rows < 1):
+        parser.error("--epochs and --sample-rows must be at least 1")
     try:
         main(args.sample_rows, args.epochs, args.out_dir)
     except ValueError as error:  # bad input (a --sample-rows out of range, no data): one line, exit 2

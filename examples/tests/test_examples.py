@@ -104,11 +104,20 @@ def test_the_port_trains_one_epoch_and_prints_the_kept_epoch_and_the_recall(tmp_
 
 
 @pytest.mark.real_data
-def test_the_port_refuses_a_bad_sample_size_in_one_line(tmp_path: Path):
-    finished = run_example(PORT, tmp_path, "--sample-rows", "0", "--epochs", "1")
+def test_the_port_refuses_more_rows_than_the_data_has_in_one_line(tmp_path: Path):
+    finished = run_example(PORT, tmp_path, "--sample-rows", "999999999", "--epochs", "1")
     assert finished.returncode == 2
     assert finished.stderr.strip().splitlines()[-1].startswith("error: --sample-rows must be between 1 and ")
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("script", [PORT, KERAS], ids=["port", "keras"])
+@pytest.mark.parametrize("arguments", [["--epochs", "0"], ["--sample-rows", "0"]], ids=["epochs", "rows"])
+def test_an_example_refuses_a_count_below_one_before_loading_anything(tmp_path: Path, script: Path, arguments):
+    finished = run_example(script, tmp_path, *arguments)
+    assert finished.returncode == 2
+    assert finished.stderr.strip().splitlines()[-1].endswith("error: --epochs and --sample-rows must be at least 1")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
