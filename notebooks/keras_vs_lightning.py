@@ -24,8 +24,8 @@
 # The model code is the two minimal examples, imported here:
 # [`examples/minimal_keras.py`](../examples/minimal_keras.py) and
 # [`examples/minimal_port.py`](../examples/minimal_port.py). The training code
-# is written out below. The whole notebook runs in about a minute on a 2-core
-# CPU.
+# is written out below. The whole notebook runs in a few minutes on a 2-core
+# CPU (`notebooks/test_notebook.py` allows three).
 #
 # * Concept by concept, Keras beside Lightning: [docs/keras_vs_lightning.md](../docs/keras_vs_lightning.md)
 # * Every difference between the frameworks, with its test: [docs/differences.md](../docs/differences.md)
