@@ -9,7 +9,6 @@ rather than leaving a wrong sentence in the guide.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 from pathlib import Path
@@ -97,20 +96,14 @@ def test_keras3_refuses_the_articles_hdf5_checkpoint_and_the_savedmodel_director
         model.save(str(tmp_path / "saved_model_directory"))
 
 
-def load_minimal_port():
-    spec = importlib.util.spec_from_file_location("minimal_port", PROJECT_ROOT / "examples" / "minimal_port.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_fast_dev_run_is_the_one_batch_smoke_run_and_writes_nothing(tmp_path: Path):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from data import BOOK_VOCABULARIES
 
-    port = load_minimal_port()
+    from examples import minimal_port as port
+
     trainer = L.Trainer(fast_dev_run=True, default_root_dir=str(tmp_path), enable_progress_bar=False,
                         callbacks=[ModelCheckpoint(tmp_path / "checkpoints", monitor="val_loss", mode="min")])
     trainer.fit(port.DelayClassifier(BOOK_VOCABULARIES.sizes()), synthetic_loader(), synthetic_loader())
@@ -164,7 +157,7 @@ def synthetic_loader(rows: int = 3000, seed: int = 0):
 def plateau_module_class():
     import torch
 
-    port = load_minimal_port()
+    from examples import minimal_port as port
 
     # [docs:lightning-plateau-scheduler]
     class WithPlateauScheduler(port.DelayClassifier):

@@ -10,7 +10,6 @@ this checkout on PYTHONPATH, and its two result lines are read back.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
 import subprocess
@@ -62,21 +61,14 @@ def test_the_port_uses_lightnings_own_callbacks_and_torchs_weighted_loss():
     assert "automatic_optimization" not in source and "manual_backward" not in source
 
 
-def load_port_module():
-    spec = importlib.util.spec_from_file_location("minimal_port", PORT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_lightnings_summary_shows_1_2_k_where_keras_counts_1341():
     """Lightning counts parameters (990 + 140 + 71 = 1,201); Keras adds the 140 moving statistics."""
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
     from data import BOOK_VOCABULARIES
+    from examples.minimal_port import DelayClassifier
 
-    port = load_port_module()
-    module = port.DelayClassifier(BOOK_VOCABULARIES.sizes())
+    module = DelayClassifier(BOOK_VOCABULARIES.sizes())
     summary = ModelSummary(module)
     assert summary.total_parameters == summary.trainable_parameters == 1201
     assert "1.2 K" in str(summary)
