@@ -19,10 +19,13 @@ def test_every_snippet_in_the_docs_matches_its_source():
 
 
 def test_the_guide_embeds_snippets_from_both_frameworks():
+    """Keras beside Lightning: the minimal examples' regions and the project's own, named by framework."""
     guide = (snippets.DOCS_DIR / "keras_vs_lightning.md").read_text()
-    blocks = [m.group("path") for m in snippets.SNIPPET_BLOCK.finditer(guide)]
-    assert sum(path.startswith("keras_impl/") for path in blocks) >= 8
-    assert sum(path.startswith("lightning_impl/") for path in blocks) >= 8
+    regions = [m.group("region") for m in snippets.SNIPPET_BLOCK.finditer(guide)]
+    assert sum(region.startswith(("keras-", "minimal-keras-")) for region in regions) >= 8
+    assert sum(region.startswith(("lightning-", "minimal-lightning-")) for region in regions) >= 8
+    paths = {m.group("path") for m in snippets.SNIPPET_BLOCK.finditer(guide)}
+    assert {"examples/minimal_keras.py", "examples/minimal_port.py"} <= paths
 
 
 def test_region_extraction_dedents_and_drops_nested_markers(tmp_path):

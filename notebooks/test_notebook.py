@@ -13,10 +13,13 @@ outputs. The tests:
 * executing the .ipynb with nbclient (kernel "python3", which the
   `this_interpreter_kernel` fixture points at the interpreter running the
   tests, so no `ipykernel install` step is needed) finishes within
-  NOTEBOOK_TIME_LIMIT_S, and its last cell's
-  results show what the notebook claims: both frameworks keep the same best
-  epoch, encode the trip the same way, give it the same probability in
-  [0, 1], and their confusion matrices cover the whole test split.
+  NOTEBOOK_TIME_LIMIT_S, and its last cell's results show what the notebook
+  claims: the book's Keras and the minimal Lightning port (examples/),
+  started from the same weights on the same batches, keep the same best
+  epoch, agree on the validation curves, differ in the training loss only by
+  torch's log clamp (higher, and by little), encode the trip the same way,
+  give it the same probability in [0, 1], and their confusion matrices cover
+  the whole test split.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ NOTEBOOK_TIME_LIMIT_S = 180
 # Same start, same batches, no dropout: the frameworks agree to float32 rounding, not exactly.
 PROBABILITY_TOLERANCE = 1e-4
 HISTORY_TOLERANCE = 1e-4
+# The training loss is higher in the minimal port where hard_sigmoid saturates: torch clamps the
+# log at -100 where Keras clips p at 1e-7 (docs/differences.md row 10).  Measured on the
+# notebook's 100,000 rows: 5.6e-3 at most.
+TRAINING_LOSS_GAP_LIMIT = 0.05
 
 
 @pytest.fixture
@@ -125,7 +132,9 @@ def test_the_notebook_runs_top_to_bottom(tmp_path, this_interpreter_kernel):
     assert results["trip_inputs"]["keras"] == results["trip_inputs"]["lightning"]
     assert results["best_epoch"]["keras"] == results["best_epoch"]["lightning"] is not None
     assert results["epochs_run"]["keras"] == results["epochs_run"]["lightning"] == 3
+    assert set(results["max_history_gap"]) == {"val_loss", "accuracy", "val_accuracy"}
     assert max(results["max_history_gap"].values()) <= HISTORY_TOLERANCE
+    assert 0.0 <= results["training_loss_gap"] <= TRAINING_LOSS_GAP_LIMIT
     for framework in ("keras", "lightning"):
         matrix = results["confusion_matrix"][framework]
         assert sum(map(sum, matrix)) == results["test_rows"]
