@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from configs.loader import OUTPUT_ACTIVATIONS
 from data.dataset import COLUMNS
 from experiment.weights import check_weights
 
@@ -43,7 +44,6 @@ BATCHNORM_EPSILON = 1e-3
 EMBEDDING_INIT_LIMIT = 0.05
 # [/docs:lightning-batchnorm]
 
-OUTPUT_ACTIVATIONS = ("hard_sigmoid", "hard_sigmoid_keras2", "sigmoid")
 
 
 def hard_sigmoid_keras2(x: torch.Tensor) -> torch.Tensor:
@@ -67,13 +67,13 @@ def apply_output_activation(logits: torch.Tensor, name: str) -> torch.Tensor:
 
 # [docs:lightning-moving-statistics]
 class KerasBatchNorm1d(nn.BatchNorm1d):
-    """nn.BatchNorm1d(momentum=0.01, eps=1e-3) with Keras's moving variance and no batch counter.
+    """nn.BatchNorm1d(momentum=0.01, eps=1e-3) with Keras's moving variance.
 
-    The one change: torch moves running_var towards the *unbiased* batch variance
-    (sum / (n - 1)), Keras moves moving_variance towards the *biased* one (sum / n),
-    so the batch's share differs by a factor (n - 1) / n: 999/1000 at batch 1000.
-    Normalising a training batch uses the biased variance in both.  Keras has no
-    num_batches_tracked weight, so it is not kept (the state_dict holds Keras's four).
+    torch moves running_var towards the *unbiased* batch variance (sum / (n - 1)),
+    Keras moves moving_variance towards the *biased* one (sum / n): the batch's
+    share differs by a factor (n - 1) / n, 999/1000 at batch 1000.  Both normalise
+    a training batch with the biased variance.  No num_batches_tracked buffer:
+    Keras has no such weight, so the state_dict holds Keras's four.
     """
 
     def __init__(self, num_features: int) -> None:
