@@ -578,10 +578,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
                             f"compile(steps_per_execution=K); the same updates for every K, Lightning's per-step "
                             f"overhead paid once per K batches (default {DEFAULT_STEPS_PER_EXECUTION})")
     group.add_argument("--gradients", choices=GRADIENT_CHOICES, default=None,
-                       help=f"fast engine only: closed_form (default): the training step writes every gradient "
-                            f"itself, bitwise what autograd computes, without the autograd engine's per-step cost; "
-                            f"autograd: loss.backward() through Lightning's manual_backward.  DDP and mixed "
-                            f"precision always use autograd")
+                       help="fast engine only: closed_form (default): the training step writes every gradient "
+                            "itself, bitwise what autograd computes, without the autograd engine's per-step cost; "
+                            "autograd: loss.backward() through Lightning's manual_backward.  DDP and mixed "
+                            "precision always use autograd")
     return parser
 
 

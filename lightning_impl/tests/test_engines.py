@@ -27,7 +27,6 @@ import lightning_impl.fast.network as network_module
 from data.dataset import COLUMNS
 from lightning_impl.fast.network import FusedStreetcarNet, sample_dropout_positions
 from lightning_impl.fast.system import FastStreetcarClassifier
-from lightning_impl.metrics import keras_binary_crossentropy
 from lightning_impl.model import StreetcarNet
 from lightning_impl.system import StreetcarClassifier
 from lightning_impl.tests.helpers import BOOK_SIZES, make_request, make_synthetic_dataset
