@@ -86,8 +86,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "profile_plain_epochs": 1,      # epochs of the same steps without the Trainer (Lightning's overhead)
     "profile_steps": 100,           # training steps under the torch profiler
     "thread_variant_check": False,  # time the Lightning fit again with torch's default thread count
-    "one_step_per_batch_check": True,  # time the Lightning fit again with steps_per_execution 1
-    "autograd_variant_check": True,    # time the Lightning fit again with gradients="autograd"
+    "one_step_per_batch_check": True,  # fast engine: time the fit again with steps_per_execution 1
+    "autograd_variant_check": True,    # fast engine: time the fit again with gradients="autograd"
+    "other_engine_check": True,        # time the Lightning fit again on the engine the product does not use
     "pace_dir": None,               # set by benchmarks.run: the folder of the epoch-by-epoch pacing files
 }
 
@@ -506,47 +507,45 @@ def lightning_trainer(settings: Mapping[str, Any], accelerator: str, epochs: int
     return L.Trainer(**options)
 
 
-def product_steps_per_execution() -> int:
-    """SGD updates per Lightning step as lightning_impl.train runs them."""
-    from lightning_impl.train import DEFAULT_STEPS_PER_EXECUTION
-
-    return DEFAULT_STEPS_PER_EXECUTION
+def product_engine(settings: Mapping[str, Any]) -> str:
+    """The engine lightning_impl.train trains with: lightning.engine of the config (configs.loader.ENGINES)."""
+    return load_config_for(settings).lightning.engine
 
 
-def product_gradients() -> str:
-    """How lightning_impl.train's training step gets its gradients (lightning_impl.system.GRADIENT_MODES)."""
-    from lightning_impl.train import DEFAULT_GRADIENTS
+def engine_settings(engine: str, steps_per_execution: int | None = None, gradients: str | None = None
+                    ) -> tuple[int, str]:
+    """(SGD updates per Lightning step, how gradients are computed) as lightning_impl.train runs `engine`."""
+    from lightning_impl.train import engine_options
 
-    return DEFAULT_GRADIENTS
+    steps, gradient_mode = engine_options(engine, steps_per_execution, gradients)
+    return steps, gradient_mode or "autograd"      # the plain engine: loss.backward() in Lightning's loop
 
 
 def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int, steps_per_execution: int | None = None,
-                              gradients: str | None = None):
+                              gradients: str | None = None, engine: str | None = None):
     """The project's LightningModule and DataModule for experiment 3, as lightning_impl.train makes them.
 
-    steps_per_execution / gradients None: the product's defaults (lightning_impl.train's
-    DEFAULT_STEPS_PER_EXECUTION and DEFAULT_GRADIENTS).
+    engine None: the product's (the config's lightning.engine); steps_per_execution /
+    gradients None: that engine's defaults (fast-engine options: an error with the plain one).
     """
     import lightning as L
 
     from lightning_impl.datamodule import StreetcarDataModule
-    from lightning_impl.system import StreetcarClassifier
-
-    from lightning_impl.train import resolve_class_weight
+    from lightning_impl.train import engine_options, lightning_module_class, resolve_class_weight
 
     request = benchmark_request(settings, epochs)
     config = request.config
     hyper = config.hyperparameters
+    engine = engine or config.lightning.engine
+    steps_per_execution, gradients = engine_options(engine, steps_per_execution, gradients)
     if config.general.repeatable_run:
         L.seed_everything(config.general.seed, workers=True, verbose=False)
     class_weight = resolve_class_weight(request, dataset)
-    module = StreetcarClassifier(dataset.vocab_sizes, dataset.vocabularies.to_json_dict(),
-                                 embedding_dim=hyper.embedding_dim, dropout_rate=hyper.dropout_rate,
-                                 output_activation=hyper.output_activation, learning_rate=hyper.learning_rate,
-                                 zero_weight=class_weight[0], one_weight=class_weight[1],
-                                 gradients=gradients or product_gradients())
-    if steps_per_execution is None:
-        steps_per_execution = product_steps_per_execution()
+    module = lightning_module_class(engine)(
+        dataset.vocab_sizes, dataset.vocabularies.to_json_dict(), embedding_dim=hyper.embedding_dim,
+        dropout_rate=hyper.dropout_rate, output_activation=hyper.output_activation,
+        learning_rate=hyper.learning_rate, zero_weight=class_weight[0], one_weight=class_weight[1],
+        **({"gradients": gradients} if engine == "fast" else {}))
     datamodule = StreetcarDataModule(dataset, batch_size=hyper.batch_size, batch_order=config.general.batch_order,
                                      seed=config.general.seed, class_weight=class_weight,
                                      steps_per_execution=steps_per_execution)
@@ -555,9 +554,11 @@ def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int,
 
 def lightning_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int, timed: int,
                          accelerator: str = "cpu", steps_per_execution: int | None = None, paced: bool = False,
-                         gradients: str | None = None) -> tuple[Any, Any, Any, list[float], list[float]]:
+                         gradients: str | None = None, engine: str | None = None
+                         ) -> tuple[Any, Any, Any, list[float], list[float]]:
     """Trainer.fit for warmup + timed epochs: (trainer, module, datamodule, wall and CPU seconds of the timed epochs)."""
-    module, datamodule = lightning_module_and_data(settings, dataset, warmup + timed, steps_per_execution, gradients)
+    module, datamodule = lightning_module_and_data(settings, dataset, warmup + timed, steps_per_execution, gradients,
+                                                   engine)
     timer = lightning_epoch_timer()
     callbacks = [lightning_pacer(settings), timer] if paced else [timer]
     trainer = lightning_trainer(settings, accelerator, warmup + timed, callbacks, validate_during_fit=False)
@@ -618,10 +619,10 @@ def product_cpu_threads() -> int | None:
 def detached_from_trainer(module):
     """The module with no Trainer attached, so that training_step only computes the loss.
 
-    lightning_impl.system optimises manually: attached to a Trainer, its
-    training_step also runs zero_grad, backward and the SGD step; detached it
-    "only computes the loss, as an automatically optimised module would"
-    (its docstring), which is what a plain loop needs.
+    The fast engine (lightning_impl.fast.system) optimises manually: attached
+    to a Trainer, its training_step also runs zero_grad, backward and the SGD
+    step; detached it only computes the loss, as the plain engine's does,
+    which is what a plain loop needs.
     """
     attached = getattr(module, "_trainer", None)
     module.trainer = None
@@ -636,9 +637,10 @@ def plain_training_steps(module, datamodule, epoch: int, steps: int | None = Non
 
     Each step is what Trainer.fit makes the module do for one batch (a list
     of batches from steps_per_execution > 1 is taken batch by batch): with
-    closed-form gradients the module's closed_form_step (forward, loss,
-    gradients, metric bookkeeping) and one SGD step; with autograd the loss
-    (forward, metric bookkeeping), zero_grad, backward and one SGD step.
+    closed-form gradients (fast engine) the module's closed_form_step
+    (forward, loss, gradients, metric bookkeeping) and one SGD step; with
+    autograd (either engine) the loss (forward, metric bookkeeping),
+    zero_grad, backward and one SGD step.
     """
     optimizer = module.configure_optimizers()
     loader = datamodule.train_dataloader()
@@ -646,7 +648,7 @@ def plain_training_steps(module, datamodule, epoch: int, steps: int | None = Non
         loader.sampler.set_epoch(epoch)
     module.train()
     done = 0
-    closed_form = module.hparams.gradients == "closed_form"
+    closed_form = module.hparams.get("gradients") == "closed_form"
     with detached_from_trainer(module):
         started, cpu_started = time.perf_counter(), time.process_time()
         for group in loader:
@@ -709,7 +711,7 @@ def profile_lightning(settings: Mapping[str, Any], module, datamodule, trainer_e
             "plain_cpu_ms_per_step": plain_cpu * 1000.0 / max(batches, 1), "steps_per_epoch": batches,
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "manual_optimization": not getattr(module, "automatic_optimization", True),
-            "gradients": module.hparams.gradients,
+            "gradients": module.hparams.get("gradients", "autograd"),
             "top_operators": torch_profile_steps(module, datamodule, int(settings["profile_steps"]))}
 
 
@@ -737,12 +739,12 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
     # CPU work runs with the thread count lightning_impl.train sets for CPU training (and
     # lightning_impl.score for scoring): that is the product path being timed.
     cpu_threads = product_cpu_threads()
-    steps_per_execution = product_steps_per_execution()
-    gradients = product_gradients()
+    engine = product_engine(settings)
+    steps_per_execution, gradients = engine_settings(engine)
     with torch_threads(cpu_threads):
         used_threads = torch.get_num_threads()
         say(f"lightning: {settings['warmup_epochs']} warm-up + {settings['timed_epochs']} timed epoch(s) "
-            f"on {train_rows:,} train rows, cpu, {used_threads} torch thread(s), "
+            f"on {train_rows:,} train rows, cpu, {used_threads} torch thread(s), {engine} engine, "
             f"{steps_per_execution} batch(es) per Lightning step, {gradients} gradients")
         trainer, module, datamodule, epoch_seconds, epoch_cpu_seconds = lightning_fit_epochs(
             settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu", paced=True)
@@ -775,11 +777,21 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
             say(f"lightning, one Lightning step per batch: epochs {[round(value, 2) for value in one_wall]} s")
         # The same fit with loss.backward(): what the closed-form gradients are worth.
         autograd = None
-        if gradients != "autograd" and settings["autograd_variant_check"]:
+        if engine == "fast" and gradients != "autograd" and settings["autograd_variant_check"]:
             *_, autograd_wall, autograd_cpu = lightning_fit_epochs(
                 settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu", gradients="autograd")
             autograd = {"gradients": "autograd", "epoch_seconds": autograd_wall, "epoch_cpu_seconds": autograd_cpu}
             say(f"lightning, autograd gradients: epochs {[round(value, 2) for value in autograd_wall]} s")
+        # The same fit on the other engine with its defaults: what the fast engine is worth.
+        other_engine = None
+        if settings["other_engine_check"]:
+            other = "fast" if engine == "plain" else "plain"
+            *_, other_wall, other_cpu = lightning_fit_epochs(
+                settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu", engine=other)
+            other_engine = {"engine": other, "steps_per_execution": engine_settings(other)[0],
+                            "gradients": engine_settings(other)[1], "epoch_seconds": other_wall,
+                            "epoch_cpu_seconds": other_cpu}
+            say(f"lightning, {other} engine: epochs {[round(value, 2) for value in other_wall]} s")
 
     # The same fit with torch's default thread count, to show what the product's setting is worth.
     thread_variant = None
@@ -819,6 +831,7 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
             "scoring": scoring, "scaling": scaling, "peak_rss_mb": training_peak, "profile": profile,
             "thread_variant": thread_variant, "steps_per_execution": steps_per_execution,
             "one_step_per_batch": one_step, "gradients": gradients, "autograd_gradients": autograd,
+            "engine": engine, "other_engine": other_engine,
             "rss_before_training_mb": rss_before_training, "peak_rss_mb_end": peak_rss_mb(), "gpu": gpu,
             "threads": threads, "versions": versions, "dataset": dataset_facts(dataset),
             "load_average": {"before": load_before, "after": load_average()}}

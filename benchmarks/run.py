@@ -395,6 +395,7 @@ def build_result(phases: Mapping[str, Mapping[str, Any] | None], *, mode: str, c
     thread_variant = (lightning or {}).get("thread_variant")
     one_step = (lightning or {}).get("one_step_per_batch")
     autograd = (lightning or {}).get("autograd_gradients")
+    other_engine = (lightning or {}).get("other_engine")
     if gpu:
         epoch_seconds["lightning_gpu"] = median_or_none(gpu["epoch_seconds"])
         validation_seconds["lightning_gpu"] = median_or_none(gpu["validation_seconds"])
@@ -460,6 +461,12 @@ def build_result(phases: Mapping[str, Mapping[str, Any] | None], *, mode: str, c
             "epoch_seconds": median_or_none(one_step["epoch_seconds"]),
             "epoch_cpu_seconds": median_or_none(one_step["epoch_cpu_seconds"]),
             "ratio": ratio(median_or_none(one_step["epoch_seconds"]), epoch_seconds["keras"])},
+        "lightning_engine": (lightning or {}).get("engine"),
+        "lightning_other_engine": None if not other_engine else {
+            "engine": other_engine["engine"],
+            "epoch_seconds": median_or_none(other_engine["epoch_seconds"]),
+            "epoch_cpu_seconds": median_or_none(other_engine["epoch_cpu_seconds"]),
+            "ratio": ratio(median_or_none(other_engine["epoch_seconds"]), epoch_seconds["keras"])},
         "lightning_gradients": (lightning or {}).get("gradients"),
         "lightning_autograd_gradients": None if not autograd else {
             "epoch_seconds": median_or_none(autograd["epoch_seconds"]),
@@ -551,7 +558,7 @@ def plan_settings(arguments: argparse.Namespace) -> dict[str, Any]:
         settings.update({"prepare_cold_warmup": 0, "prepare_cold_repeats": 1, "prepare_cached_warmup": 0,
                          "prepare_cached_repeats": 1, "validation_repeats": 1, "profile_steps": 20,
                          "thread_variant_check": False, "one_step_per_batch_check": False,
-                         "autograd_variant_check": False})
+                         "autograd_variant_check": False, "other_engine_check": False})
     if arguments.score_calls is not None:
         settings["score_calls"] = arguments.score_calls
         settings["score_warmup_calls"] = min(settings["score_warmup_calls"], arguments.score_calls)

@@ -32,6 +32,9 @@ DEFAULT_CONFIG_PATH = Path(__file__).with_name("streetcar.yaml")
 
 OUTPUT_ACTIVATIONS = ("hard_sigmoid", "hard_sigmoid_keras2", "sigmoid")
 BATCH_ORDERS = ("shared", "framework")
+# How lightning_impl trains (lightning.engine, --engine): "plain" = the idiomatic port
+# (lightning_impl.system), "fast" = the fused network and its own loop (lightning_impl.fast).
+ENGINES = ("plain", "fast")
 MODES = ("min", "max")
 # History keys both trainers log (Keras names); the only keys a monitor may name.
 MONITORABLE_KEYS = (
@@ -103,6 +106,13 @@ class CallbacksConfig:
 
 
 @dataclass(frozen=True)
+class LightningConfig:
+    """Settings only lightning_impl reads (keras_impl ignores the section)."""
+
+    engine: str
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     description: str
     early_stop: bool
@@ -120,6 +130,7 @@ class Config:
     test_parms: TestParmsConfig
     hyperparameters: HyperparametersConfig
     callbacks: CallbacksConfig
+    lightning: LightningConfig
     experiments: Mapping[str, ExperimentConfig]
     source: str = field(default="<dict>", compare=False)
 
@@ -248,6 +259,8 @@ def _validate(config: Config) -> None:
                                         config.test_parms, config.callbacks)
     _require(general.batch_order in BATCH_ORDERS,
              f"{source}: 'general.batch_order' = {general.batch_order!r}; valid: {', '.join(BATCH_ORDERS)}")
+    _require(config.lightning.engine in ENGINES,
+             f"{source}: 'lightning.engine' = {config.lightning.engine!r}; valid: {', '.join(ENGINES)}")
     _require(general.seed >= 0, f"{source}: 'general.seed' must be >= 0, got {general.seed}")
     for name in ("test_proportion", "valid_proportion"):
         value = getattr(parms, name)

@@ -4,8 +4,10 @@
     python -m lightning_impl.score --checkpoint RUN/checkpoints/last.ckpt \
         --route 501 --direction e --date 2019-06-21 --hour 18   # score one trip
 
-Modules: model (the nn.Module and its Keras-layout weights), losses (Keras's
+Modules: model (the nn.Module and its Keras-layout weights), metrics (Keras's
 binary cross-entropy and epoch metrics), system (the LightningModule),
-datamodule (batches cut from in-memory tensors), train, score.  Importing this
+datamodule (batches cut from in-memory tensors), train, score; fast/ is the
+same model on the fast engine (`--engine fast`: fused network, closed-form
+gradients, several batches per Lightning step).  Importing this
 package is light: torch and Lightning load only with the modules that need them.
 """

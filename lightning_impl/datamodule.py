@@ -35,9 +35,10 @@ passes to the sampler's set_epoch):
 
 Validation, test and predict batches follow the stored row order.
 
-Steps per execution (training only).  With steps_per_execution = K > 1 the
-training loader yields lists of K consecutive batches (the last list may be
-shorter) and StreetcarClassifier.training_step makes one SGD update per batch
+Steps per execution (training only; the fast engine).  With steps_per_execution
+= K > 1 the training loader yields lists of K consecutive batches (the last list
+may be shorter) and FastStreetcarClassifier.training_step (lightning_impl.fast)
+makes one SGD update per batch
 of the list, in order: the same batches, the same updates, the same numbers
 as K = 1, with Lightning's per-step machinery (hooks, fetcher, progress
 bookkeeping, ~0.5 ms a batch on the 2-core CPU, half of this model's ~1 ms
@@ -54,11 +55,12 @@ Training: every global batch of the order above is cut into W slices
 processes sees exactly the batch_size rows a single process sees, and every
 process runs the same number of steps.  (Lightning's DistributedSampler
 would instead give each process whole batches: a W x larger effective batch
-that changes the training.)  The network computes BatchNorm statistics and
-dropout masks over the whole global batch and the loss is scaled so that
-DDP's gradient average is the global batch's gradient
-(lightning_impl.model.StreetcarNet.split_batches_across), which makes W
-processes train like one (lightning_impl/tests/test_ddp.py).  Evaluation:
+that changes the training.)  The fast engine's network computes BatchNorm
+statistics and dropout masks over the whole global batch and the loss is
+scaled so that DDP's gradient average is the global batch's gradient
+(lightning_impl.fast.network.FusedStreetcarNet.split_batches_across), which
+makes W processes train like one (lightning_impl/tests/test_ddp.py); the
+plain engine's BatchNorm uses each process's slice.  Evaluation:
 process r takes batches r, r + W, ... unpadded, so every row is counted
 exactly once (torchmetrics sums the processes' states).  Lightning must not
 insert its own DistributedSampler: build the Trainer with

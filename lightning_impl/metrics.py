@@ -96,51 +96,6 @@ def keras_binary_crossentropy(probabilities: torch.Tensor, target: torch.Tensor,
 # [/docs:lightning-class-weight-loss]
 
 
-# [docs:lightning-loss-gradient]
-def keras_binary_crossentropy_with_gradient(probabilities: torch.Tensor, target: torch.Tensor,
-                                            sample_weight: torch.Tensor | None = None, *,
-                                            logits: torch.Tensor | None = None
-                                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """keras_binary_crossentropy(...) and its gradient with respect to its input (shaped like it).
-
-    With `logits` (sigmoid output) that input is the logits, otherwise the
-    probabilities.  The loss runs the operations of keras_binary_crossentropy
-    and the gradient those autograd runs backwards through them, in the same
-    order, so both are bitwise what loss.backward() would give (the tests
-    check it), including the zero gradient where the clip to
-    [1e-7, 1 - 1e-7] is active (clamp's backward passes the gradient at the
-    bounds themselves, as here).  lightning_impl.system trains with it
-    without the autograd engine; the intermediates (the clipped p, 1 - p,
-    1 - y) are computed once for both.
-    """
-    source = probabilities if logits is None else logits
-    flat_target = target.reshape(-1).to(source.dtype)
-    batch = source.numel()
-    # d(sum(w * l) / N) / dl_i = w_i / N  (plain mean: 1 / N); dot's backward is grad * other.
-    grad_loss = source.new_ones(()).div(batch)
-    weight = None if sample_weight is None else sample_weight.reshape(-1).to(source.dtype)
-    grad_rows = grad_loss.expand(batch) if weight is None else grad_loss * weight
-    if logits is not None:
-        flat_logits = logits.reshape(-1)
-        per_sample = F.binary_cross_entropy_with_logits(flat_logits, flat_target, reduction="none")
-        # binary_cross_entropy_with_logits' backward: (sigmoid(x) - y) * grad.
-        gradient = (torch.sigmoid(flat_logits) - flat_target) * grad_rows
-    else:
-        flat = probabilities.reshape(-1)
-        clipped = flat.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
-        other_class, other_clipped = 1.0 - flat_target, 1.0 - clipped
-        per_sample = -(flat_target * torch.log(clipped) + other_class * torch.log(other_clipped))
-        # Backwards through -(y log c + (1 - y) log(1 - c)): the negation, each product, each log
-        # (grad / its argument), the 1 - c (a negation), summed into dL/dc; then the clamp.
-        negated = -grad_rows
-        grad_clipped = (negated * flat_target).div(clipped) - (negated * other_class).div(other_clipped)
-        inside = (flat >= KERAS_EPSILON).logical_and_(flat <= 1.0 - KERAS_EPSILON)
-        gradient = torch.where(inside, grad_clipped, 0.0)
-    loss = per_sample.mean() if weight is None else torch.dot(per_sample, weight) / batch
-    return loss, gradient.reshape(source.shape)
-# [/docs:lightning-loss-gradient]
-
-
 class KerasEpochMetrics(nn.Module):
     """One epoch's loss / accuracy / recall / weighted_accuracy, aggregated the Keras way.
 
@@ -216,5 +171,5 @@ class KerasEpochMetrics(nn.Module):
             part.reset()
 
 
-__all__ = ["keras_binary_crossentropy", "keras_binary_crossentropy_with_gradient",
-           "keras_binary_crossentropy_per_sample", "KerasEpochMetrics", "KERAS_EPSILON", "DELAY_THRESHOLD"]
+__all__ = ["keras_binary_crossentropy", "keras_binary_crossentropy_per_sample", "KerasEpochMetrics", "KERAS_EPSILON",
+           "DELAY_THRESHOLD"]

@@ -4,7 +4,7 @@
     python -m lightning_impl.train --experiment 5 --json | jq .test
     python -m lightning_impl.train --experiment 4 --sample-rows 200000 --epochs 5 --patience 2
     python -m lightning_impl.train --resume runs/lightning-exp5-20250101-120000   # continue from last.ckpt
-    python -m lightning_impl.train --experiment 5 --accelerator gpu --devices 2 --strategy ddp
+    python -m lightning_impl.train --experiment 5 --engine fast --accelerator gpu --devices 2 --strategy ddp
 
 The shared flags are those of `python -m keras_impl.train` (configs/cli.py);
 every one overrides one key of configs/streetcar.yaml.  A run:
@@ -15,9 +15,12 @@ every one overrides one key of configs/streetcar.yaml.  A run:
    workers=True)) and turns on torch's deterministic algorithms when
    general.repeatable_run (or --deterministic): two runs with one seed give
    identical histories and bitwise-identical weights on CPU;
-3. builds StreetcarClassifier (lightning_impl.system) with class_weight
-   {0: zero_weight, 1: one_weight}; "balanced" = count_no_delay /
-   count_delay + one_weight_offset on the train split;
+3. builds the engine's LightningModule (lightning.engine / --engine):
+   "plain" = StreetcarClassifier (lightning_impl.system, the idiomatic port),
+   "fast" = FastStreetcarClassifier (lightning_impl.fast: fused network,
+   closed-form gradients, --steps-per-execution batches per Lightning step),
+   with class_weight {0: zero_weight, 1: one_weight}; "balanced" =
+   count_no_delay / count_delay + one_weight_offset on the train split;
 4. fits with the shared batch order (lightning_impl.datamodule) and the
    Keras-compatible callbacks (lightning_impl.callbacks): EarlyStopping + a
    best-only checkpoint when the experiment stops early, a last-epoch
@@ -38,14 +41,18 @@ on stdout) is shown only without --json and when stderr is a terminal.
 
 Devices: --accelerator/--devices/--strategy/--num-nodes go to lightning.Trainer
 unchanged (default auto: a GPU when there is one).  Under DDP each process
-takes its share of every epoch's batches (lightning_impl.datamodule), and
-process 0 alone writes the run directory, which it creates before Lightning
-starts the other processes (they find it in $STREETCAR_LIGHTNING_RUN_DIR).
+takes its share of every epoch's batches (lightning_impl.datamodule); the
+fast engine normalises with the whole global batch's statistics, so W
+processes train like one, the plain engine with each process's slice (as
+Keras's MirroredStrategy does by default).  Process 0 alone writes the run
+directory, which it creates before Lightning starts the other processes
+(they find it in $STREETCAR_LIGHTNING_RUN_DIR).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -56,6 +63,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from configs.cli import OneLineArgumentParser, RunRequest, add_common_arguments, positive_int, resolve_run_request
+from configs.loader import ENGINES, override
 from data.dataset import PreparedDataset
 from experiment.artifacts import RESULT_KEYS, create_run_dir, describe_result, summarize_test, write_run_artifacts
 from experiment.console import emit_json, run_main, say
@@ -74,18 +82,19 @@ PREDICTION_BATCH_ROWS = 131072
 # hand-over costs: on the 2-core machine, with other processes busy, 2 threads made a step
 # ~7x slower than 1 (OpenMP waits for a descheduled worker); 1 thread is never slower.
 DEFAULT_CPU_THREADS = 1
-# SGD updates per Lightning training step (lightning_impl.datamodule, "Steps per execution"):
-# the same batches and updates as 1, with Lightning's per-step machinery (~0.5 ms a batch on the
-# 2-core CPU, measured in docs/benchmarks.md: half this model's ~1 ms closed-form step) paid once
-# per 8 batches.  Keras's counterpart,
-# compile(steps_per_execution=...), stays at the book's 1 in keras_impl.  --steps-per-execution 1
-# gives one Lightning step per batch (docs/benchmarks.md times both).
+# Fast engine only (lightning_impl.fast): SGD updates per Lightning training step
+# (lightning_impl.datamodule, "Steps per execution"): the same batches and updates as 1, with
+# Lightning's per-step machinery (~0.5 ms a batch on the 2-core CPU, measured in
+# docs/benchmarks.md) paid once per 8 batches.  Keras's counterpart,
+# compile(steps_per_execution=...), stays at the book's 1 in keras_impl.  The plain engine
+# takes one batch per Lightning step.
 DEFAULT_STEPS_PER_EXECUTION = 8
-# How a training step gets its gradients (lightning_impl.system, "gradients"): closed_form skips
-# the autograd engine (bitwise the same gradients); autograd is the textbook loss.backward() path.
+# Fast engine only: how a training step gets its gradients (lightning_impl.fast.system):
+# closed_form skips the autograd engine (bitwise the same gradients); autograd is loss.backward().
 DEFAULT_GRADIENTS = "closed_form"
-# lightning_impl.system.GRADIENT_MODES, spelled out so that --help does not import torch.
+# lightning_impl.fast.system.GRADIENT_MODES, spelled out so that --help does not import torch.
 GRADIENT_CHOICES = ("closed_form", "autograd")
+FAST_ENGINE_OPTIONS = ("steps_per_execution", "gradients")
 
 EPILOG = """\
 examples:
@@ -130,6 +139,34 @@ def resolve_class_weight(request: RunRequest, dataset: PreparedDataset) -> dict[
         one_weight = float(settings.one_weight)
     return {0: float(settings.zero_weight), 1: float(one_weight)}
 # [/docs:lightning-class-weight]
+
+
+def engine_options(engine: str, steps_per_execution: int | None, gradients: str | None) -> tuple[int, str | None]:
+    """(steps_per_execution, gradients) for `engine`; the fast-engine options are refused with the plain one."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}; valid: {', '.join(ENGINES)}")
+    if engine == "plain":
+        given = [name for name, value in zip(FAST_ENGINE_OPTIONS, (steps_per_execution, gradients))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{', '.join('--' + name.replace('_', '-') for name in given)} "
+                             f"{'is a fast-engine option' if len(given) == 1 else 'are fast-engine options'}; "
+                             f"add --engine fast (or set lightning.engine: fast), or drop it: the plain engine "
+                             f"takes one batch per step and autograd gradients")
+        return 1, None
+    return (DEFAULT_STEPS_PER_EXECUTION if steps_per_execution is None else int(steps_per_execution),
+            DEFAULT_GRADIENTS if gradients is None else gradients)
+
+
+def lightning_module_class(engine: str):
+    """The LightningModule class of `engine` (configs.loader.ENGINES); both read each other's checkpoints."""
+    if engine == "fast":
+        from lightning_impl.fast.system import FastStreetcarClassifier
+
+        return FastStreetcarClassifier
+    from lightning_impl.system import StreetcarClassifier
+
+    return StreetcarClassifier
 
 
 def is_spawned_process() -> bool:
@@ -232,8 +269,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
           devices: str | int = "auto", strategy: str = "auto", num_nodes: int = 1,
           resume: str | Path | None = None, deterministic: bool | None = None,
           initial_weights: Mapping[str, np.ndarray] | None = None, progress_bar: bool | None = None,
-          cpu_threads: int | None = DEFAULT_CPU_THREADS, steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
-          gradients: str = DEFAULT_GRADIENTS, progress: Callable[[str], None] = say) -> dict[str, Any]:
+          cpu_threads: int | None = DEFAULT_CPU_THREADS, steps_per_execution: int | None = None,
+          gradients: str | None = None, progress: Callable[[str], None] = say) -> dict[str, Any]:
     """Run one experiment end to end and return the result object (RESULT_KEYS).
 
     `dataset` skips loading (tests pass a synthetic or pre-loaded one; it is
@@ -246,9 +283,11 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
     `deterministic` defaults to general.repeatable_run; `progress_bar` to
     "stderr is a terminal and not --json".  `cpu_threads` is torch's
     intra-op thread count while training on a CPU (restored afterwards;
-    None leaves torch's default): see DEFAULT_CPU_THREADS.  `steps_per_execution`: SGD
-    updates per Lightning step (DEFAULT_STEPS_PER_EXECUTION).  `gradients`: "closed_form" or
-    "autograd" (DEFAULT_GRADIENTS; the same updates either way).  Under DDP only process 0 returns
+    None leaves torch's default): see DEFAULT_CPU_THREADS.  The engine is
+    request.config.lightning.engine; `steps_per_execution` (SGD updates per Lightning
+    step, DEFAULT_STEPS_PER_EXECUTION) and `gradients` ("closed_form" or "autograd",
+    DEFAULT_GRADIENTS; the same updates either way) are fast-engine options, a ValueError
+    with the plain engine (None: the engine's defaults).  Under DDP only process 0 returns
     the full result and writes artefacts.  A NaN/inf loss (or monitored
     value) ends training at that epoch and keeps the best / last finite model
     (result["stop_reason"] says so); Ctrl-C or SIGTERM raise
@@ -268,9 +307,11 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
     from lightning_impl.datamodule import StreetcarDataModule
     from lightning_impl.model import set_canonical_weights
     from lightning_impl.run_callbacks import AtomicCheckpointIO, build_run_callbacks
-    from lightning_impl.system import StreetcarClassifier
 
     config, settings = request.config, request.settings
+    engine = config.lightning.engine
+    steps_per_execution, gradients = engine_options(engine, steps_per_execution, gradients)
+    module_class = lightning_module_class(engine)
     hyper, seed = config.hyperparameters, config.general.seed
     if dataset is None:
         dataset = load_run_dataset(request)
@@ -309,16 +350,17 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         sizes = {split: int(len(rows)) for split, rows in dataset.splits.items()}
         progress(f"lightning experiment {settings.experiment} ({settings.description}): {settings.epochs} epoch(s), "
                  f"rows {sizes}, class_weight {class_weight}, batch order {config.general.batch_order}, "
+                 f"engine {engine}, "
                  f"run dir {run_dir}"
                  + (f", resuming at epoch {first_epoch + 1} from {last_checkpoint}" if resume is not None else ""))
 
         # [docs:lightning-fit]
         # [docs:lightning-module]
-        module = StreetcarClassifier(
+        module = module_class(
             dataset.vocab_sizes, dataset.vocabularies.to_json_dict(), embedding_dim=hyper.embedding_dim,
             dropout_rate=hyper.dropout_rate, output_activation=hyper.output_activation,
             learning_rate=hyper.learning_rate, zero_weight=class_weight[0], one_weight=class_weight[1],
-            gradients=gradients)
+            **({"gradients": gradients} if engine == "fast" else {}))
         # [/docs:lightning-module]
         if initial_weights is not None:
             # By canonical name, every key and shape checked first (experiment.weights.check_weights).
@@ -363,6 +405,10 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
             log_every_n_steps=max(1, min(50, train_batches)),
         )
         # [/docs:lightning-trainer]
+        if engine == "plain" and trainer.world_size > 1:
+            progress(f"plain engine on {trainer.world_size} processes: each normalises its own slice of every "
+                     f"batch (per-process BatchNorm statistics, Keras MirroredStrategy's default); --engine fast "
+                     f"uses the whole batch's and trains like one process")
         if cpu_threads is not None and trainer.strategy.root_device.type == "cpu":
             previous_threads = torch.get_num_threads()
             torch.set_num_threads(cpu_threads)
@@ -411,7 +457,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
                                    f"{settings.monitor} = {float(score)}, but the history says {best_value}")
             monitor = settings.monitor
             # [docs:lightning-load-best]
-            kept = StreetcarClassifier.load_from_checkpoint(str(best_path), map_location="cpu", weights_only=True)
+            kept = module_class.load_from_checkpoint(str(best_path), map_location="cpu", weights_only=True)
             # [/docs:lightning-load-best]
             progress(f"best epoch {best_epoch + 1} (0-based {best_epoch}): {monitor} = {best_value:.6f}; "
                      f"testing {best_path.name}")
@@ -423,8 +469,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
                 if not last_checkpoint.is_file():
                     raise ValueError(f"training diverged in its first epoch ({diverged}), so no finite model "
                                      f"exists; lower hyperparameters.learning_rate")
-                kept = StreetcarClassifier.load_from_checkpoint(str(last_checkpoint), map_location="cpu",
-                                                                weights_only=True)
+                kept = module_class.load_from_checkpoint(str(last_checkpoint), map_location="cpu",
+                                                         weights_only=True)
         if diverged is not None:
             history = extend_history(history, diverged.figures)
             stop_reason = str(diverged)
@@ -526,15 +572,19 @@ def build_argument_parser() -> argparse.ArgumentParser:
     group.add_argument("--cpu-threads", type=positive_int, default=DEFAULT_CPU_THREADS, metavar="N",
                        help=f"torch intra-op threads when training on a CPU (default {DEFAULT_CPU_THREADS}: "
                             f"this model's ops are too small to gain from more)")
-    group.add_argument("--steps-per-execution", type=positive_int, default=DEFAULT_STEPS_PER_EXECUTION, metavar="K",
-                       help=f"SGD updates (batches) per Lightning training step, like Keras's "
+    group.add_argument("--engine", choices=ENGINES, default=None,
+                       help="plain: the idiomatic port (stock modules, automatic optimisation); fast: the same "
+                            "model through a fused kernel with hand-written gradients (lightning_impl/fast/).  "
+                            "Default: lightning.engine of the config (plain)")
+    group.add_argument("--steps-per-execution", type=positive_int, default=None, metavar="K",
+                       help=f"fast engine only: SGD updates (batches) per Lightning training step, like Keras's "
                             f"compile(steps_per_execution=K); the same updates for every K, Lightning's per-step "
                             f"overhead paid once per K batches (default {DEFAULT_STEPS_PER_EXECUTION})")
-    group.add_argument("--gradients", choices=GRADIENT_CHOICES, default=DEFAULT_GRADIENTS,
-                       help="closed_form (default): the training step writes every gradient itself, bitwise "
-                            "what autograd computes, without the autograd engine's per-step cost; autograd: "
-                            "loss.backward() through Lightning's manual_backward.  DDP and mixed precision "
-                            "always use autograd")
+    group.add_argument("--gradients", choices=GRADIENT_CHOICES, default=None,
+                       help="fast engine only: closed_form (default): the training step writes every gradient "
+                            "itself, bitwise what autograd computes, without the autograd engine's per-step cost; "
+                            "autograd: loss.backward() through Lightning's manual_backward.  DDP and mixed "
+                            "precision always use autograd")
     return parser
 
 
@@ -552,6 +602,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         request = load_run_request(args.resume, epochs=args.epochs, json_output=args.json)
     else:
         request = resolve_run_request(args)
+        if args.engine is not None:
+            request = dataclasses.replace(request, config=override(request.config, "lightning.engine", args.engine))
     result = train(request, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
                    num_nodes=args.num_nodes, resume=args.resume, deterministic=True if args.deterministic else None,
                    cpu_threads=args.cpu_threads, steps_per_execution=args.steps_per_execution,

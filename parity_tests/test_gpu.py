@@ -15,8 +15,8 @@ CPU variants: those modules' `device` fixture runs the Lightning side on
   CPU_GPU_PREDICTION_ATOL and the 0/1 decisions agree wherever the
   probability is not within that tolerance of the 0.5 threshold.
 * Deterministic kernels: with torch.use_deterministic_algorithms(True) (what
-  Trainer(deterministic=True) sets), two forward/backward passes of the fused
-  model on one CUDA batch give bitwise-identical gradients - the embedding-table
+  Trainer(deterministic=True) sets), two forward/backward passes of the fast
+  engine's fused model on one CUDA batch give bitwise-identical gradients - the embedding-table
   gradient is an index_add_ over the batch's codes, which CUDA otherwise
   computes with atomic adds in a nondeterministic order.  Without the mode
   the test prints whether the two passes happened to agree (not asserted:
@@ -72,7 +72,7 @@ def _fused_gradients(net, features, target, weight) -> dict[str, torch.Tensor]:
 def test_fused_backward_is_bitwise_repeatable_in_deterministic_mode(monkeypatch):
     from data.vocab import BOOK_VOCABULARIES
     from data.dataset import COLUMNS
-    from lightning_impl.model import StreetcarNet
+    from lightning_impl.fast.network import FusedStreetcarNet
 
     # As Trainer(deterministic=True) does; torch refuses cuBLAS calls (the fused kernel's bmm)
     # in deterministic mode without it.  Export it before starting Python to be safe (docs/gpu.md).
@@ -84,7 +84,7 @@ def test_fused_backward_is_bitwise_repeatable_in_deterministic_mode(monkeypatch)
     target = (torch.rand(DETERMINISM_BATCH_ROWS, generator=generator) < 0.05).float().to("cuda")
     weight = torch.where(target > 0.5, 20.0, 1.0)
     torch.manual_seed(DETERMINISM_SEED)
-    net = StreetcarNet(sizes, dropout_rate=0.0).to("cuda").train()
+    net = FusedStreetcarNet(sizes, dropout_rate=0.0).to("cuda").train()     # the fast engine's network
     state = {name: tensor.clone() for name, tensor in net.state_dict().items()}
 
     was_deterministic = torch.are_deterministic_algorithms_enabled()

@@ -80,13 +80,15 @@ def test_figures_are_consistent(sample_report):
             assert summary["val_accuracy_best"] == max(history) >= summary["val_accuracy_terminal"], where
             assert summary["seconds"] > 0, where
     # --initial-weights shared (the default): both frameworks start from the same weights and see the
-    # same batches, so their first epoch's validation figures agree to float32 accumulation error
-    # (the trajectory tests' tolerance, parity_tests/test_trajectories.py).
+    # same batches, so their first epoch's validation figures differ only by float32 accumulation and
+    # the dropout masks (each framework draws its own: ~21 of 70,000 features a batch at the book's
+    # rate 0.0003).  val_loss agrees to 1e-4 relative; val_accuracy counts ~6,000 rows, where a row
+    # near 0.5 can flip (1.7e-4 each: one flip measured with the plain engine), so six rows are allowed.
     assert results["settings"]["initial_weights"] == "shared"
     for experiment, runs in results["experiments"].items():
         keras_history, lightning_history = runs["keras"]["history"], runs["lightning"]["history"]
         assert lightning_history["val_loss"][0] == pytest.approx(keras_history["val_loss"][0], rel=1e-4), experiment
-        assert lightning_history["val_accuracy"][0] == pytest.approx(keras_history["val_accuracy"][0], abs=1e-4)
+        assert lightning_history["val_accuracy"][0] == pytest.approx(keras_history["val_accuracy"][0], abs=1e-3)
     # Experiment 1 is unweighted, experiment 5 uses the balanced weight of the sampled train split.
     assert results["experiments"]["1"]["keras"]["one_weight"] == 1.0
     assert results["experiments"]["5"]["keras"]["one_weight"] > 10

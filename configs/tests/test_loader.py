@@ -47,6 +47,16 @@ def test_experiment_table_resolves_as_figure_6_21(config, name, epochs, early_st
     assert settings.patience == 15
 
 
+def test_the_default_lightning_engine_is_the_plain_port(config):
+    from configs.loader import ENGINES
+
+    assert ENGINES == ("plain", "fast") and config.lightning.engine == "plain"
+    raw = config_to_dict(config)
+    del raw["lightning"]
+    with pytest.raises(ConfigError, match="missing key 'lightning'"):
+        config_from_dict(raw)
+
+
 def test_default_experiment_is_current_experiment(config):
     assert resolve_experiment(config).experiment == config.test_parms.current_experiment == "5"
 
@@ -69,6 +79,8 @@ def mutated(config, section, key, value):
     ("general", "batch_order", "random", "valid: shared, framework"),
     ("test_parms", "test_proportion", 1.5, "'test_parms.test_proportion' = 1.5 must be in (0, 1)"),
     ("data", "start_date", "yesterday", "'data.start_date' = 'yesterday' is not a date"),
+    ("lightning", "engine", "turbo", "'lightning.engine' = 'turbo'; valid: plain, fast"),
+    ("lightning", "steps_per_execution", 8, "unknown key(s) lightning.steps_per_execution"),
 ])
 def test_bad_values_name_the_key(config, section, key, value, message):
     with pytest.raises(ConfigError, match=None) as error:

@@ -150,10 +150,19 @@ def test_score_prints_one_human_line_and_rejects_bad_usage(checkpoint, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-def test_gradient_choices_are_the_modules_modes():
+def test_gradient_choices_are_the_fast_modules_modes():
     # lightning_impl.train spells them out so that --help does not import torch.
-    from lightning_impl.system import GRADIENT_MODES
+    from lightning_impl.fast.system import GRADIENT_MODES
     from lightning_impl.train import DEFAULT_GRADIENTS, GRADIENT_CHOICES
 
     assert GRADIENT_CHOICES == GRADIENT_MODES == ("closed_form", "autograd")
     assert DEFAULT_GRADIENTS == "closed_form"
+
+
+def test_help_names_the_engines_and_the_fast_engine_options():
+    from lightning_impl.train import build_argument_parser
+
+    text = " ".join(build_argument_parser().format_help().split())
+    assert "--engine {plain,fast}" in text
+    assert "--steps-per-execution K fast engine only" in text
+    assert "fast engine only: closed_form (default)" in text

@@ -1,4 +1,4 @@
-"""StreetcarNet: structure, Keras's numeric conventions, the fused forward vs the plain one, weights.
+"""StreetcarNet, the plain port: structure, Keras's numeric conventions (KerasBatchNorm1d), weights.
 
     python -m pytest lightning_impl/tests/test_model.py -q
 """
@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-import lightning_impl.model as model_module
 from data.dataset import COLUMNS
 from experiment.weights import expected_shapes
-from lightning_impl.model import (BATCHNORM_EPSILON, StreetcarNet, apply_output_activation, get_canonical_weights,
-                                  parameter_counts, sample_dropout_positions, set_canonical_weights)
+from lightning_impl.model import (BATCHNORM_EPSILON, KerasBatchNorm1d, StreetcarNet, apply_output_activation,
+                                  get_canonical_weights, parameter_counts, set_canonical_weights)
 from lightning_impl.tests.helpers import BOOK_SIZES
 
 
@@ -146,116 +145,75 @@ def test_inference_normalises_with_epsilon_1e3():
     assert logit == pytest.approx(1.0 / math.sqrt(1e-3 + BATCHNORM_EPSILON), rel=1e-12)   # 22.36, torch eps: 31.6
 
 
-def test_training_mode_normalises_with_batch_statistics():
+def test_training_mode_normalises_with_batch_statistics_in_keras_form():
     net = perturbed_net(dropout_rate=0.0).train()
     features = random_features(40)
-    fused = net(features)
-    reference = net.reference_forward(features)
-    assert torch.allclose(fused, reference, atol=1e-12)
-
-
-# -- fused forward == per-column reference, values and gradients ---------------
-
-
-@pytest.mark.parametrize("output_activation", ["hard_sigmoid", "hard_sigmoid_keras2", "sigmoid"])
-@pytest.mark.parametrize("training", [True, False])
-def test_fused_forward_and_gradients_equal_the_per_column_reference(monkeypatch, output_activation, training):
-    net = perturbed_net(output_activation=output_activation, dropout_rate=0.01).train(training)
-    features = random_features(300, seed=1)
-    target = torch.rand(300, 1, dtype=torch.float64)
-    dropped = sample_dropout_positions(300 * 70, 0.01)
-    assert dropped.numel() > 100                     # the mask really drops elements at this rate
-    monkeypatch.setattr(model_module, "sample_dropout_positions", lambda *args, **kwargs: dropped)
-
-    net.zero_grad()
-    fused = net(features)
-    ((fused - target) ** 2).sum().backward()
-    fused_grads = {name: parameter.grad.clone() for name, parameter in net.named_parameters()}
-
-    net.zero_grad()
-    reference = net.reference_forward(features, dropped if training else None)
-    ((reference - target) ** 2).sum().backward()
-    assert torch.allclose(fused, reference, atol=1e-12, rtol=0)
-    for name, parameter in net.named_parameters():
-        assert torch.allclose(fused_grads[name], parameter.grad, atol=1e-10, rtol=0), name
-    assert any(float(grad.abs().max()) > 1e-3 for grad in fused_grads.values())
-
-
-def test_float32_fused_forward_matches_reference():
-    net = perturbed_net(dtype=torch.float32).eval()
-    features = random_features(2000, seed=2)
-    with torch.no_grad():
-        assert torch.allclose(net(features), net.reference_forward(features), atol=2e-6)
-
-
-def test_fused_storage_follows_optimiser_copies_and_dtype_changes():
-    net = perturbed_net().eval()
-    features = random_features(64)
-    expected = net.reference_forward(features)
-    assert torch.equal(net(features), net(features))
-    clone = copy.deepcopy(net)                                   # parameters get new storage
-    assert torch.allclose(clone(features), expected, atol=1e-12)
-    fresh = StreetcarNet(BOOK_SIZES).to(torch.float64).eval()
-    fresh.load_state_dict(net.state_dict())
-    assert torch.allclose(fresh(features), expected, atol=1e-12)
-    as_float = copy.deepcopy(net).float()
-    assert torch.allclose(as_float(features).double(), expected, atol=1e-5)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
-    net.train()
-    net(features).sum().backward()
-    optimizer.step()
-    net.eval()
-    assert not torch.allclose(net(features), expected)
-    assert torch.allclose(net(features), net.reference_forward(features), atol=1e-12)
-
-
-# -- dropout ---------------------------------------------------------------------
-
-
-def test_dropout_positions_are_a_bernoulli_mask():
-    torch.manual_seed(0)
-    counts = [sample_dropout_positions(70_000, 0.0003).numel() for _ in range(400)]
-    assert np.mean(counts) == pytest.approx(21.0, rel=0.05)      # rate * n
-    assert np.var(counts) == pytest.approx(21.0, rel=0.25)       # binomial variance ~ n p
-    positions = sample_dropout_positions(70_000, 0.01)
-    assert positions.dtype == torch.int64 and torch.all(positions[1:] > positions[:-1])
-    assert 0 <= int(positions.min()) and int(positions.max()) < 70_000
-    dense = sample_dropout_positions(10_000, 0.5)                 # large rates: a dense uniform mask
-    assert 4_700 < dense.numel() < 5_300
-    assert sample_dropout_positions(70_000, 0.0).numel() == 0
-    torch.manual_seed(7)
-    first = sample_dropout_positions(70_000, 0.0003)
-    torch.manual_seed(7)
-    assert torch.equal(first, sample_dropout_positions(70_000, 0.0003))
-
-
-def test_a_dropped_element_removes_exactly_its_scaled_contribution(monkeypatch):
-    """Keras/torch dropout: a dropped feature contributes 0, kept ones are scaled by 1 / (1 - rate)."""
-    rate = 0.2
-    net = perturbed_net(output_activation="sigmoid", dropout_rate=rate).train()
-    features = random_features(8, seed=3)
-    dropped = torch.tensor([3, 70 + 15, 6 * 70 + 69])            # (row 0, hour k3), (row 1, Route k5), (row 6, day k9)
-    monkeypatch.setattr(model_module, "sample_dropout_positions", lambda *args, **kwargs: dropped)
-    with_drops = net.logits(features).reshape(-1)
-    monkeypatch.setattr(model_module, "sample_dropout_positions",
-                        lambda *args, **kwargs: torch.empty(0, dtype=torch.int64))
-    without = net.logits(features).reshape(-1)
-
-    def batchnorm_output(column_index: int, component: int) -> torch.Tensor:
-        column = COLUMNS[column_index]
-        values = net.embeddings[column].weight.detach()[features[:, column_index], component]
-        mean, var = values.mean(), values.var(unbiased=False)
+    expected = []
+    for j, column in enumerate(COLUMNS):
+        embedded = net.embeddings[column].weight.detach()[features[:, j]]
+        mean, var = embedded.mean(0), embedded.var(0, unbiased=False)
         batchnorm = net.batchnorms[column]
-        return (values - mean) / torch.sqrt(var + BATCHNORM_EPSILON) * batchnorm.weight[component] + \
-            batchnorm.bias[component]
+        expected.append((embedded - mean) / torch.sqrt(var + BATCHNORM_EPSILON) * batchnorm.weight + batchnorm.bias)
+    logits = torch.cat(expected, dim=1) @ net.output.weight.T + net.output.bias
+    assert torch.allclose(net.logits(features), logits, atol=1e-12)
 
-    scale = 1.0 / (1.0 - rate)
-    expected = without.detach().clone()
-    for row, column_index, component in ((0, 0, 3), (1, 1, 5), (6, 6, 9)):
-        feature = column_index * 10 + component
-        expected[row] -= scale * batchnorm_output(column_index, component)[row] * net.output.weight[0, feature]
-    assert torch.allclose(with_drops, expected, atol=1e-12)
-    assert torch.equal(with_drops[[2, 3, 4, 5, 7]], without[[2, 3, 4, 5, 7]])
+
+def test_keras_batchnorm_differs_from_torch_batchnorm_only_by_the_biased_moving_variance():
+    """At batch 1000 the batch's share of the moving variance is 999/1000 of torch's; all else is stock."""
+    torch.manual_seed(0)
+    batch = torch.randn(1000, 10, dtype=torch.float64) * 3 + 1
+    keras_style = KerasBatchNorm1d(10).to(torch.float64)
+    stock = torch.nn.BatchNorm1d(10, eps=1e-3, momentum=0.01, dtype=torch.float64)
+    with torch.no_grad():
+        for module in (keras_style, stock):
+            module.weight.copy_(torch.linspace(0.5, 2.0, 10, dtype=torch.float64))
+            module.bias.copy_(torch.linspace(-1.0, 1.0, 10, dtype=torch.float64))
+    assert torch.allclose(keras_style(batch), stock(batch), atol=1e-12)                  # the same outputs
+    assert torch.allclose(keras_style.running_mean, stock.running_mean, atol=1e-15)
+    unbiased = batch.var(0, unbiased=True)
+    assert torch.allclose(stock.running_var - 0.99, 0.01 * unbiased, atol=1e-12)
+    assert torch.allclose(keras_style.running_var - 0.99, 0.01 * unbiased * 999 / 1000, atol=1e-12)
+    with torch.no_grad():
+        assert torch.allclose(keras_style.eval()(batch), torch.nn.functional.batch_norm(
+            batch, keras_style.running_mean, keras_style.running_var, keras_style.weight, keras_style.bias,
+            eps=1e-3), atol=1e-12)
+    # Keras keeps four weights per BatchNormalization: no num_batches_tracked counter.
+    assert list(keras_style.state_dict()) == ["weight", "bias", "running_mean", "running_var"]
+    assert "num_batches_tracked" in stock.state_dict()
+
+
+def test_a_one_row_training_batch_is_normalised_as_keras_does():
+    # A short last batch can hold one row: Keras normalises it (variance 0, output = beta);
+    # F.batch_norm would refuse it in training mode.
+    net = perturbed_net(dropout_rate=0.0, output_activation="sigmoid").train()
+    logits = net.logits(random_features(1))
+    betas = torch.cat([net.batchnorms[column].bias for column in COLUMNS])
+    assert torch.allclose(logits.reshape(()), (net.output.weight.reshape(-1) * betas).sum() + net.output.bias[0],
+                          atol=1e-12)
+
+
+def test_dropout_is_one_stock_module_per_column():
+    net = StreetcarNet(BOOK_SIZES, dropout_rate=0.2)
+    assert list(net.dropouts) == list(COLUMNS)
+    assert all(type(module) is torch.nn.Dropout and module.p == 0.2 for module in net.dropouts.values())
+    features = random_features(500)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        net.eval()
+        assert torch.equal(net(features), net(features))            # no dropout in inference
+        net.train()
+        assert not torch.equal(net(features), net(features))        # a fresh mask every training step
+
+
+def test_checkpoints_of_the_earlier_layout_still_load():
+    # Earlier versions saved the BatchNorm weights from a plain nn.Module (state_dict version 1);
+    # torch's BatchNorm would add a num_batches_tracked entry to such state: KerasBatchNorm1d does not.
+    source = perturbed_net(dtype=torch.float32)
+    state = source.state_dict()
+    state._metadata = {key: {"version": 1} for key in state._metadata}
+    net = StreetcarNet(BOOK_SIZES)
+    net.load_state_dict(state)                                        # strict: no missing or extra keys
+    assert all(torch.equal(net.state_dict()[name], value) for name, value in source.state_dict().items())
 
 
 # -- canonical weights ---------------------------------------------------------------

@@ -20,6 +20,7 @@ import torch
 from experiment.artifacts import RESULT_KEYS, read_history_csv
 from experiment.console import run_main
 from lightning_impl.datamodule import StreetcarDataModule
+from lightning_impl.fast.system import FastStreetcarClassifier
 from lightning_impl.system import StreetcarClassifier
 from lightning_impl.tests.helpers import make_request, make_synthetic_dataset
 from lightning_impl.train import REQUEST_FILE, load_run_request, main, train
@@ -84,14 +85,14 @@ def test_seeded_runs_repeat_exactly(dataset, tmp_path):
 
 
 def test_steps_per_execution_changes_nothing_but_the_lightning_step_count(dataset, tmp_path):
-    # 3,600 training rows in batches of 500: 8 batches (the last of 100 rows) per epoch.  Grouped
-    # 3 at a time they are 3 Lightning steps (3 + 3 + 2 batches), 8 at a time one step; the SGD
-    # updates, and so every figure and weight, must be those of one Lightning step per batch.
+    # Fast engine.  3,600 training rows in batches of 500: 8 batches (the last of 100 rows) per
+    # epoch.  Grouped 3 at a time they are 3 Lightning steps (3 + 3 + 2 batches), 8 at a time one
+    # step; the SGD updates, and so every figure and weight, must be those of one step per batch.
     epochs, batches_per_epoch = 3, 8
     results = {}
     for group in (1, 3, 8):
-        result = train(make_request(tmp_path / f"k{group}", "5", epochs=epochs, patience=10), dataset=dataset,
-                       steps_per_execution=group, **QUIET)
+        result = train(make_request(tmp_path / f"k{group}", "5", epochs=epochs, patience=10, lightning__engine="fast"),
+                       dataset=dataset, steps_per_execution=group, **QUIET)
         last = torch.load(str(Path(result["run_dir"]) / "checkpoints/last.ckpt"), map_location="cpu",
                           weights_only=True)
         # Manual optimisation: global_step counts optimizer.step() calls, i.e. SGD updates, for any grouping.
@@ -107,20 +108,21 @@ def test_steps_per_execution_changes_nothing_but_the_lightning_step_count(datase
 
 
 def test_closed_form_and_autograd_gradients_train_the_same_model(dataset, tmp_path, monkeypatch):
-    # Experiment 5: class weights, dropout at the book's rate, early stopping on val_accuracy.
+    # Fast engine, experiment 5: class weights, dropout at the book's rate, early stopping on val_accuracy.
     calls = {"closed_form": 0}
-    original = StreetcarClassifier.closed_form_step
+    original = FastStreetcarClassifier.closed_form_step
 
     def counted(self, batch):
         calls["closed_form"] += 1
         return original(self, batch)
 
-    monkeypatch.setattr(StreetcarClassifier, "closed_form_step", counted)
+    monkeypatch.setattr(FastStreetcarClassifier, "closed_form_step", counted)
     results = {}
     for gradients in ("closed_form", "autograd"):
         calls["closed_form"] = 0
-        results[gradients] = train(make_request(tmp_path / gradients, "5", epochs=3, patience=10), dataset=dataset,
-                                   gradients=gradients, **QUIET)
+        results[gradients] = train(make_request(tmp_path / gradients, "5", epochs=3, patience=10,
+                                                lightning__engine="fast"), dataset=dataset, gradients=gradients,
+                                   **QUIET)
         # 3 epochs of 8 batches: every training batch went through the chosen path.
         assert calls["closed_form"] == (24 if gradients == "closed_form" else 0), gradients
     closed_form, autograd = results["closed_form"], results["autograd"]
@@ -129,6 +131,21 @@ def test_closed_form_and_autograd_gradients_train_the_same_model(dataset, tmp_pa
     state, reference_state = state_of(closed_form["best_checkpoint"]), state_of(autograd["best_checkpoint"])
     assert all(torch.equal(state[name], reference_state[name]) for name in reference_state)
     assert len(set(closed_form["history"]["loss"])) == 3          # the model did train
+
+
+def test_the_default_engine_is_plain_and_fast_options_are_refused_with_it(dataset, tmp_path, capsys):
+    result = train(make_request(tmp_path, "0"), dataset=dataset, **QUIET)
+    hyper = torch.load(str(Path(result["run_dir"]) / "checkpoints/last.ckpt"), map_location="cpu",
+                       weights_only=True)["hyper_parameters"]
+    assert "gradients" not in hyper                               # StreetcarClassifier, not the fast module
+    runs_before = sorted(tmp_path.iterdir())
+    for option, value in (("steps_per_execution", 8), ("gradients", "autograd")):
+        with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} is a fast-engine option; add --engine fast"):
+            train(make_request(tmp_path, "0"), dataset=dataset, **{option: value}, **QUIET)
+    assert sorted(tmp_path.iterdir()) == runs_before               # refused before any run directory
+    assert run_main(main, ["--experiment", "0", "--steps-per-execution", "4", "--out-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--steps-per-execution is a fast-engine option" in error[0], error
 
 
 @pytest.mark.parametrize("experiment, monitor, mode", [("4", "val_loss", "min"), ("5", "val_accuracy", "max")])
