@@ -55,8 +55,10 @@ def hard_sigmoid_keras2(x: torch.Tensor) -> torch.Tensor:
 def apply_output_activation(logits: torch.Tensor, name: str) -> torch.Tensor:
     """Logits -> probabilities with the named activation (see OUTPUT_ACTIVATIONS)."""
     if name == "hard_sigmoid":
-        # Keras 3: relu6(x + 3) / 6 (keras/src/backend/tensorflow/nn.py); torch hardsigmoid is the same function.
-        return F.hardsigmoid(logits)
+        # Keras 3 computes relu6(x + 3) / 6 (keras/src/backend/tensorflow/nn.py), and so do we.
+        # torch's F.hardsigmoid has the same values, but its backward multiplies by 1/6 rounded to
+        # float32 even for float64 tensors, where Keras divides by 6 (docs/differences.md row 35).
+        return F.relu6(logits + 3.0) / 6.0
     if name == "hard_sigmoid_keras2":
         return hard_sigmoid_keras2(logits)
     if name == "sigmoid":

@@ -27,13 +27,13 @@ def output_activation_backward(logits: torch.Tensor, grad_probabilities: torch.T
 
     The same kernels and order of operations autograd runs for those
     functions, so the result is bitwise autograd's (the tests check it):
-    hardsigmoid_backward passes grad / 6 strictly inside (-3, 3); the Keras-2
+    relu6(x + 3) / 6 passes grad / 6 where 0 < x + 3 < 6 (hardtanh's backward); the Keras-2
     clamp passes its gradient where 0 <= 0.2 x + 0.5 <= 1 (clamp's backward
     includes both ends), times 0.2; sigmoid's is p (1 - p).
     """
     grad_probabilities = grad_probabilities.reshape(logits.shape)
     if name == "hard_sigmoid":
-        return torch.ops.aten.hardsigmoid_backward(grad_probabilities, logits)
+        return torch.ops.aten.hardtanh_backward(grad_probabilities / 6.0, logits + 3.0, 0.0, 6.0)
     if name == "hard_sigmoid_keras2":
         linear = 0.2 * logits + 0.5
         inside = (linear >= 0.0).logical_and_(linear <= 1.0)

@@ -250,3 +250,22 @@ def test_set_canonical_weights_checks_names_shapes_and_values_first():
     with pytest.raises(ValueError, match="non-finite"):
         set_canonical_weights(net, not_finite)
     assert all(torch.equal(before[name], value) for name, value in net.state_dict().items())
+
+
+def test_hard_sigmoid_backward_divides_by_six_as_keras_does():
+    """Keras 3's relu6(x + 3) / 6 passes grad / 6; torch's F.hardsigmoid multiplies by 1/6 rounded to float32.
+
+    Same values forward, so the difference is invisible in predictions; in float64 it is a relative 3e-8
+    on every gradient (docs/differences.md row 35), which the port does not have.
+    """
+    import torch.nn.functional as F
+
+    from lightning_impl.model import apply_output_activation
+
+    logits = torch.tensor([-3.5, -2.0, 0.25, 2.9, 3.0], dtype=torch.float64, requires_grad=True)
+    apply_output_activation(logits, "hard_sigmoid").sum().backward()
+    assert logits.grad.tolist() == [0.0, 1 / 6, 1 / 6, 1 / 6, 0.0]
+    stock = logits.detach().clone().requires_grad_()
+    F.hardsigmoid(stock).sum().backward()
+    assert stock.grad[1].item() == float(torch.tensor(1 / 6, dtype=torch.float32))   # the float32 constant
+    assert torch.equal(apply_output_activation(logits.detach(), "hard_sigmoid"), F.hardsigmoid(logits.detach()))
