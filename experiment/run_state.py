@@ -139,6 +139,31 @@ def stopped_summary(outcome: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------
+# What a run needs before it starts
+# --------------------------------------------------------------------------
+
+SPLITS = ("train", "valid", "test")
+
+
+def check_every_split_has_rows(dataset: Any, sample_rows: int | None) -> None:
+    """Every split (train, valid, test) needs at least one row, or the run would train or test on nothing.
+
+    With --sample-rows 1 Lightning used to run zero training steps and exit 0
+    with an empty history; Keras failed deep inside TensorFlow.  Both trainers
+    call this right after sampling, before a run directory exists.
+    """
+    sizes = {split: int(len(dataset.splits.get(split, ()))) for split in SPLITS}
+    empty = [split for split, size in sizes.items() if size == 0]
+    if not empty:
+        return
+    total = sum(sizes.values())
+    what = f"--sample-rows {sample_rows}" if sample_rows is not None else "the prepared data"
+    raise ValueError(f"{what} leaves the {' and '.join(empty)} split(s) empty (rows per split: {sizes} of {total}); "
+                     f"a run needs at least one row in each of train, valid and test, so pass a larger "
+                     f"--sample-rows, e.g. 1000")
+
+
+# --------------------------------------------------------------------------
 # One process per run directory
 # --------------------------------------------------------------------------
 
@@ -178,5 +203,5 @@ def release_run_lock(run_dir: str | Path) -> None:
         stream.close()
 
 
-__all__ = ["LOCK_FILE", "OUTCOME_KEYS", "STOPPED_FILE", "hold_run_lock", "path_in_run", "read_stopped",
+__all__ = ["check_every_split_has_rows", "LOCK_FILE", "OUTCOME_KEYS", "STOPPED_FILE", "hold_run_lock", "path_in_run", "read_stopped",
            "record_stopped", "release_run_lock", "resolve_in_run", "stopped_summary", "training_is_over"]

@@ -220,7 +220,7 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
 
     from experiment.reliability import (NoFiniteModel, check_same_vocabularies, interrupted_while_testing,
                                         reach_fault_point, save_run_request)
-    from experiment.run_state import read_stopped, record_stopped, stopped_summary
+    from experiment.run_state import check_every_split_has_rows, read_stopped, record_stopped, stopped_summary
     from keras_impl.data import split_inputs
     from keras_impl.model import parameter_counts
     from keras_impl.runtime import make_repeatable
@@ -231,6 +231,7 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
         dataset = load_run_dataset(request)
     elif request.sample_rows is not None:
         dataset = dataset.sample(request.sample_rows, seed)
+    check_every_split_has_rows(dataset, request.sample_rows)  # before any run directory exists
     # [docs:keras-seed-call]
     if config.general.repeatable_run:
         make_repeatable(seed)

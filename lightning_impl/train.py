@@ -360,7 +360,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
 
     from experiment.reliability import (NoFiniteModel, check_same_vocabularies, interrupted_while_testing,
                                         reach_fault_point, save_run_request)
-    from experiment.run_state import read_stopped, record_stopped, stopped_summary
+    from experiment.run_state import check_every_split_has_rows, read_stopped, record_stopped, stopped_summary
     from lightning_impl.callbacks import build_lightning_callbacks
     from lightning_impl.datamodule import StreetcarDataModule
     from lightning_impl.model import set_canonical_weights
@@ -373,6 +373,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         dataset = load_run_dataset(request)
     elif request.sample_rows is not None:
         dataset = dataset.sample(request.sample_rows, seed)
+    check_every_split_has_rows(dataset, request.sample_rows)  # before any run directory exists
     if deterministic is None:
         deterministic = config.general.repeatable_run
     # [docs:lightning-seed-call]

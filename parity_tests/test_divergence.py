@@ -115,7 +115,7 @@ def test_lightning_check_finite_misses_a_nan_loss_when_monitoring_accuracy(synth
     trainer.fit(module, datamodule=datamodule)
     assert math.isnan(module.history["loss"][2])
     assert trainer.current_epoch == 4 and not stopping.stopped_epoch  # check_finite never fired
-    saved = torch.load(best.best_model_path, map_location="cpu", weights_only=False)
+    saved = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
     assert saved["epoch"] >= 2 and torch.isnan(saved["state_dict"]["net.output.bias"]).all()
 
 
