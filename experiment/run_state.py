@@ -131,6 +131,15 @@ def training_is_over(completed_epochs: int, epochs: int, early_stopping_state: M
     return completed_epochs >= epochs or int(stopped_epoch) > 0
 
 
+def resume_note(resuming: bool, first_epoch: int, fit_epochs: int, source: str | Path) -> str:
+    """The end of a trainer's first progress line: where a resume continues (empty for a new run)."""
+    if not resuming:
+        return ""
+    if fit_epochs <= first_epoch:
+        return f", training had ended after epoch {first_epoch}: restoring its state from {source}"
+    return f", resuming at epoch {first_epoch + 1} from {source}"
+
+
 def stopped_summary(outcome: Mapping[str, Any]) -> str:
     """The progress line of a resume that finds training already over."""
     best = ("" if outcome["best_epoch"] is None else
@@ -204,4 +213,4 @@ def release_run_lock(run_dir: str | Path) -> None:
 
 
 __all__ = ["check_every_split_has_rows", "LOCK_FILE", "OUTCOME_KEYS", "STOPPED_FILE", "hold_run_lock", "path_in_run", "read_stopped",
-           "record_stopped", "release_run_lock", "resolve_in_run", "stopped_summary", "training_is_over"]
+           "record_stopped", "release_run_lock", "resume_note", "resolve_in_run", "stopped_summary", "training_is_over"]

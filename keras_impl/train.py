@@ -220,7 +220,8 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
 
     from experiment.reliability import (NoFiniteModel, check_same_vocabularies, interrupted_while_testing,
                                         reach_fault_point, save_run_request)
-    from experiment.run_state import check_every_split_has_rows, read_stopped, record_stopped, stopped_summary
+    from experiment.run_state import (check_every_split_has_rows, read_stopped, record_stopped, resume_note,
+                                      stopped_summary)
     from keras_impl.data import split_inputs
     from keras_impl.model import parameter_counts
     from keras_impl.runtime import make_repeatable
@@ -255,7 +256,7 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
     progress(f"keras experiment {settings.experiment} ({settings.description}): {settings.epochs} epoch(s), "
              f"rows {sizes}, class_weight {class_weight}, batch order {config.general.batch_order}, "
              f"device {device}, run dir {run_dir}"
-             + (f", resuming at epoch {first_epoch + 1} from {run_dir / BACKUP_DIR}" if resume is not None else ""))
+             + resume_note(resume is not None and stopped is None, first_epoch, fit_epochs, run_dir / BACKUP_DIR))
 
     model = build_compiled_model(request, dataset)
     if stopped is None:

@@ -360,7 +360,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
 
     from experiment.reliability import (NoFiniteModel, check_same_vocabularies, interrupted_while_testing,
                                         reach_fault_point, save_run_request)
-    from experiment.run_state import check_every_split_has_rows, read_stopped, record_stopped, stopped_summary
+    from experiment.run_state import (check_every_split_has_rows, read_stopped, record_stopped, resume_note,
+                                      stopped_summary)
     from lightning_impl.callbacks import build_lightning_callbacks
     from lightning_impl.datamodule import StreetcarDataModule
     from lightning_impl.model import set_canonical_weights
@@ -412,7 +413,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         progress(f"lightning experiment {settings.experiment} ({settings.description}): {settings.epochs} epoch(s), "
                  f"rows {sizes}, class_weight {class_weight}, batch order {config.general.batch_order}, "
                  f"run dir {run_dir}"
-                 + (f", resuming at epoch {first_epoch + 1} from {last_checkpoint}" if resume is not None else ""))
+                 + resume_note(resume is not None and stopped is None, first_epoch, fit_epochs, last_checkpoint))
 
         # [docs:lightning-fit]
         # [docs:lightning-module]
