@@ -267,8 +267,11 @@ def early_stop_reason(stopped_epoch: int, monitor: str, patience: int) -> str:
             f"{monitor} did not improve for {patience} epoch(s)")
 
 
+COMPLETED_PREFIX = "completed:"
+
+
 def completed_reason(epochs_run: int, epochs: int) -> str:
-    return f"completed: {epochs_run} of {epochs} epoch(s)"
+    return f"{COMPLETED_PREFIX} {epochs_run} of {epochs} epoch(s)"
 
 
 def guarded_keys(settings: Any) -> tuple[str, ...]:

@@ -95,13 +95,19 @@ def record_stopped(run_dir: str | Path, outcome: Mapping[str, Any]) -> Path:
     return write_bytes_atomic(Path(run_dir) / STOPPED_FILE, text.encode("utf-8"))
 
 
-def read_stopped(run_dir: str | Path) -> dict[str, Any] | None:
+def read_stopped(run_dir: str | Path, epochs: int | None = None) -> dict[str, Any] | None:
     """The recorded outcome (kept_model resolved against the run directory's current place), or None.
 
+    `epochs` is the resumed run's epoch count: a run that had stopped at its
+    epoch cap and is now given more epochs (`--resume RUN_DIR --epochs N`)
+    trains on, so its record no longer holds and is removed (None).
     ValueError (one line) when the file is damaged or the kept model it names is missing.
     """
     path = Path(run_dir) / STOPPED_FILE
     if not path.is_file():
+        return None
+    if epochs is not None and _stopped_at_a_lower_cap(path, epochs):
+        path.unlink()
         return None
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
@@ -118,6 +124,16 @@ def read_stopped(run_dir: str | Path) -> dict[str, Any] | None:
     best_value = outcome["best_value"]
     return {**outcome, "kept_model": kept, "history": history, "epochs_run": epochs_run,
             "best_value": None if best_value is None else float(best_value)}
+
+
+def _stopped_at_a_lower_cap(path: Path, epochs: int) -> bool:
+    from experiment.reliability import COMPLETED_PREFIX
+
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return str(saved["stop_reason"]).startswith(COMPLETED_PREFIX) and int(saved["epochs_run"]) < epochs
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        return False  # read_stopped reports the damage
 
 
 def training_is_over(completed_epochs: int, epochs: int, early_stopping_state: Mapping[str, Any] | None) -> bool:

@@ -243,7 +243,8 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
     if resume is not None:
         # The named run directory, never a new one; first_epoch = epochs its backup holds.
         run_dir = Path(resume)
-        stopped = read_stopped(run_dir)  # training already over and recorded: only the test phase is left
+        # Training already over and recorded: only the test phase is left.
+        stopped = read_stopped(run_dir, settings.epochs)
         if stopped is None:
             first_epoch, fit_epochs = prepare_resume(run_dir, dataset, settings)
         else:

@@ -392,7 +392,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
     first_epoch, fit_epochs, stopped = 0, settings.epochs, None
     if resume is not None:
         run_dir = Path(resume)
-        stopped = read_stopped(run_dir)  # training already over and recorded: only the test phase is left
+        # Training already over and recorded: only the test phase is left.
+        stopped = read_stopped(run_dir, settings.epochs)
         if stopped is None:
             first_epoch, fit_epochs = check_resumable(run_dir, dataset, settings)
         else:

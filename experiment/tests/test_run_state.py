@@ -137,3 +137,13 @@ def test_checkpoint_state_names_files_relative_to_the_run_folder(tmp_path):
     last = LastEpochCheckpoint(dirpath=str(copy), filename="last", monitor=None, mode="min")
     last.last_model_path = str(copy / "last.ckpt")
     assert last.state_dict()["last_model_path"] == "last.ckpt"
+
+
+def test_a_record_of_a_run_that_reached_a_lower_epoch_cap_gives_way_to_more_epochs(tmp_path):
+    run_dir = tmp_path / "run"
+    record_stopped(run_dir, {**outcome(run_dir), "stop_reason": "completed: 3 of 3 epoch(s)"})
+    assert read_stopped(run_dir, 3)["epochs_run"] == 3   # the same cap: only the test phase is left
+    assert read_stopped(run_dir, 5) is None                # --resume --epochs 5: train on
+    assert not (run_dir / STOPPED_FILE).exists()
+    record_stopped(run_dir, outcome(run_dir))             # stopped by divergence: more epochs change nothing
+    assert read_stopped(run_dir, 5)["epochs_run"] == 3
