@@ -28,6 +28,7 @@ on stderr and exit status 2 (experiment.console.run_main).
 from __future__ import annotations
 
 import argparse
+import pickle
 import statistics
 import sys
 import time
@@ -81,7 +82,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         # code while it is read.  Every checkpoint lightning_impl writes loads this way (and fast:
         # Lightning itself is not imported).
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # zip, pickle and torch errors all mean "not a usable checkpoint"
+    except pickle.UnpicklingError:  # torch's "Weights only load failed": objects other than tensors and data
+        raise ValueError(f"refused checkpoint {path}: it holds pickled objects other than tensors and plain data, "
+                         f"which could run code when loaded; a checkpoint of lightning_impl.train holds none") \
+            from None
+    except Exception as error:  # zip and torch errors all mean "not a usable checkpoint"
         raise ValueError(f"cannot read checkpoint {path}: {first_line(error)} (corrupt, truncated or "
                          f"not a torch checkpoint)") from None
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:

@@ -311,7 +311,8 @@ def build_cases(files: Files) -> list[Case]:
              (str(files.huge_checkpoint), "vocab_sizes.year = 10000000000", "(6, 10)")),
         # An explicit torch.load(weights_only=True) wins over the variable that forces full unpickling.
         Case("lightning-score-pickle-payload", "lightning_impl.score",
-             ["--checkpoint", str(files.payload_checkpoint), *trip()], (str(files.payload_checkpoint),),
+             ["--checkpoint", str(files.payload_checkpoint), *trip()],
+             ("refused checkpoint", str(files.payload_checkpoint), "could run code"),
              empty=(files.payload_marker.parent,), env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
     ]
 
@@ -339,7 +340,7 @@ def build_cases(files: Files) -> list[Case]:
              (str(files.plain_torch_file),), empty=(convert_out,)),
         Case("convert-pickle-payload", convert, ["--lightning", str(files.payload_checkpoint), "--out",
                                                  str(convert_out / "g.keras")],
-             (str(files.payload_checkpoint),), empty=(convert_out, files.payload_marker.parent),
+             ("refused checkpoint", str(files.payload_checkpoint)), empty=(convert_out, files.payload_marker.parent),
              env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
         Case("convert-huge-vocab-sizes", convert, ["--lightning", str(files.huge_checkpoint), "--out",
                                                    str(convert_out / "h.keras")],
