@@ -474,7 +474,8 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
             outcome, kept, fit_seconds = fit_and_decide(trainer, module, datamodule, callbacks, settings, run_dir,
                                                         resume=resume, progress=progress)
             # Training is over: record the outcome before testing, so that a resume tests the same model.
-            record_stopped(run_dir, outcome)
+            if trainer.global_rank == 0:  # process 0 alone writes the run directory
+                record_stopped(run_dir, outcome)
             reach_fault_point("stopped", run_dir)
         else:
             outcome, fit_seconds = stopped, 0.0
