@@ -44,9 +44,12 @@ Interrupted runs (Ctrl-C, SIGTERM, a killed process) continue with
 bitwise-identical weights as an uninterrupted run: keras_impl.callbacks.
 RunStateBackup is Keras's BackupAndRestore plus the EarlyStopping /
 ModelCheckpoint / ReduceLROnPlateau state, dropout seeds and history Keras
-does not keep.  A NaN or infinite loss (or monitored value) stops the run at
-that epoch; the best checkpoint from before it is kept and result["stop_reason"]
-says why the run stopped (docs/reliability.md).
+does not keep.  Once training is over, training_stopped.json records the
+outcome before the test phase, so a run killed anywhere after that resumes
+straight to testing the same kept model (experiment.run_state).  A NaN or
+infinite loss (or monitored value) stops the run at that epoch; the best
+checkpoint from before it is kept and result["stop_reason"] says why the run
+stopped (docs/reliability.md).
 """
 
 from __future__ import annotations

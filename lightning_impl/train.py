@@ -25,7 +25,9 @@ every one overrides one key of configs/streetcar.yaml.  A run:
    from), ReduceLROnPlateau if enabled; TensorBoard (run_dir/tensorboard, as
    keras_impl writes it) and CSV (run_dir/csv) loggers; a Keras-style summary
    line per epoch on stderr;
-5. loads the best checkpoint (early stopping) or keeps the final model, tests
+5. records the outcome in training_stopped.json (experiment.run_state: a
+   resume after this point only tests), loads the best checkpoint (early
+   stopping) or keeps the final model, tests
    it on the test split (trainer.test logs test_* figures; the confusion matrix
    comes from experiment.artifacts.summarize_test) and writes history.csv,
    curves.png, confusion_matrix.png and result.json into the run directory,
