@@ -35,9 +35,10 @@ def check_same_vocabulary(vocabularies: Any, saved: Any, *, given: str | Path, s
     changed = [column for column in saved.values
                if list(saved.values[column]) != list(vocabularies.values.get(column, []))]
     column = changed[0] if changed else next(iter(saved.values))
+    given_values, saved_values = list(vocabularies.values.get(column, [])), list(saved.values[column])
     raise ValueError(f"--vocabulary {given} differs from the vocabulary saved with the model ({saved_source}) in "
-                     f"column(s) {', '.join(changed) or 'set'} (e.g. {column}: {list(vocabularies.values.get(column, []))}"
-                     f" vs the model's {list(saved.values[column])}), so the model's codes would mean other values; "
+                     f"column(s) {', '.join(changed) or 'set'} (e.g. {column}: {given_values}"
+                     f" vs the model's {saved_values}), so the model's codes would mean other values; "
                      f"leave out --vocabulary to use the model's own")
 
 

@@ -207,7 +207,8 @@ def sigterm_raises_interrupt() -> Iterator[None]:
 def interrupted_while_testing(signal_name: str, command: str, run_dir: str | Path) -> RunInterrupted:
     """The interrupt of a run stopped in its test phase: training is over and recorded (experiment.run_state)."""
     return RunInterrupted(signal_name, f"interrupted by {signal_name} while testing the kept model; training "
-                                       f"is over and saved; finish the run with: python -m {command} --resume {run_dir}")
+                                       f"is over and saved; finish the run with: "
+                                       f"python -m {command} --resume {run_dir}")
 
 
 def resume_hint(command: str, run_dir: str | Path, completed_epochs: int | None) -> str:

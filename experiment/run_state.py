@@ -228,5 +228,6 @@ def release_run_lock(run_dir: str | Path) -> None:
         stream.close()
 
 
-__all__ = ["check_every_split_has_rows", "LOCK_FILE", "OUTCOME_KEYS", "STOPPED_FILE", "hold_run_lock", "path_in_run", "read_stopped",
-           "record_stopped", "release_run_lock", "resume_note", "resolve_in_run", "stopped_summary", "training_is_over"]
+__all__ = ["LOCK_FILE", "OUTCOME_KEYS", "STOPPED_FILE", "check_every_split_has_rows", "hold_run_lock",
+           "path_in_run", "read_stopped", "record_stopped", "release_run_lock", "resolve_in_run", "resume_note",
+           "stopped_summary", "training_is_over"]

@@ -202,4 +202,5 @@ class LastEpochCheckpoint(RunRelativePaths, ModelCheckpoint):
     """The every-epoch last.ckpt writer (lightning_impl.callbacks), with run-relative paths in its state."""
 
 
-__all__ = ["RunRelativePaths", "LastEpochCheckpoint", "NonFiniteGuard", "FaultInjection", "EpochSummary", "AtomicCheckpointIO", "build_run_callbacks"]
+__all__ = ["RunRelativePaths", "LastEpochCheckpoint", "NonFiniteGuard", "FaultInjection", "EpochSummary",
+           "AtomicCheckpointIO", "build_run_callbacks"]

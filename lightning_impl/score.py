@@ -118,7 +118,8 @@ def check_model_hyperparameters(hyper: Mapping[str, Any], state_dict: Mapping[st
     for column in COLUMNS:
         tensor = state_dict.get(f"net.embeddings.{column}.weight")
         shape = tuple(getattr(tensor, "shape", ()))
-        for name, value, saved in (("vocab_sizes." + column, sizes[column], shape[:1]), ("embedding_dim", dim, shape[1:2])):
+        for name, value, saved in (("vocab_sizes." + column, sizes[column], shape[:1]),
+                                   ("embedding_dim", dim, shape[1:2])):
             if isinstance(value, bool) or not isinstance(value, int) or (value,) != saved:
                 raise ValueError(f"{path}: hyperparameter {name} = {value!r} does not match the saved embedding "
                                  f"weights {column} of shape {shape or 'missing'}; the checkpoint is damaged or "
@@ -131,7 +132,8 @@ def check_model_hyperparameters(hyper: Mapping[str, Any], state_dict: Mapping[st
                          f"{', '.join(OUTPUT_ACTIVATIONS)}")
     if hyper.get("vocabularies"):
         saved = Vocabularies.from_json_dict(hyper["vocabularies"], source=f"{path} (hyper_parameters)").sizes()
-        different = {column: (saved.get(column), sizes[column]) for column in COLUMNS if saved.get(column) != sizes[column]}
+        different = {column: (saved.get(column), sizes[column]) for column in COLUMNS
+                     if saved.get(column) != sizes[column]}
         if different:
             raise ValueError(f"{path}: the saved vocabularies do not have the model's sizes (vocabulary, model) "
                              f"per column {different}; the checkpoint is damaged")

@@ -411,7 +411,8 @@ CASE_NAMES = [
     "convert-corrupt-checkpoint", "convert-plain-torch-file", "convert-pickle-payload", "convert-huge-vocab-sizes",
     *(f"{framework}-{mistake}" for framework in ("keras", "lightning")
       for mistake in ("train-config-unknown-key", "train-config-wrong-type", "train-missing-column",
-                      "train-empty-raw-folder", "train-sample-rows-1", "resume-corrupt-checkpoint", "resume-older-vocabulary",
+                      "train-empty-raw-folder", "train-sample-rows-1", "resume-corrupt-checkpoint",
+                      "resume-older-vocabulary",
                       "resume-not-a-run-dir")),
     "prepare-config-unknown-key", "prepare-config-wrong-type", "prepare-missing-column", "prepare-empty-raw-folder",
 ]

@@ -73,7 +73,8 @@ def steps_per_epoch(framework: str, train_rows: int) -> int:
 
 def choose_kill_points(framework: str, epochs_run: int, train_rows: int) -> list[str]:
     """BATCH_KILLS random "EPOCH:STEP" points from epochs 1.. (in run order), then every phase point."""
-    candidates = [(epoch, step) for epoch in range(1, epochs_run) for step in range(steps_per_epoch(framework, train_rows))]
+    steps = steps_per_epoch(framework, train_rows)
+    candidates = [(epoch, step) for epoch in range(1, epochs_run) for step in range(steps)]
     chosen = sorted(random.Random(KILL_SEED).sample(candidates, BATCH_KILLS))
     return [f"{epoch}:{step}" for epoch, step in chosen] + list(PHASE_KILLS)
 

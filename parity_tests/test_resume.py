@@ -132,7 +132,9 @@ def test_killed_run_resumes_to_the_same_outcome(framework, signal_name, config_p
     assert again.returncode == 2 and "already finished" in again.stderr, again.stderr[-2000:]
 
 
-TEST_PHASE_ARGUMENTS = ["--experiment", "5", "--sample-rows", "20000", "--epochs", "2", "--patience", "2"]
+# Experiment 3 keeps the final model (no early stopping): the resume must test that one, from
+# last.ckpt / model.keras; parity_tests/test_kill_anywhere.py covers the best checkpoint of experiment 5.
+TEST_PHASE_ARGUMENTS = ["--experiment", "3", "--sample-rows", "20000", "--epochs", "2"]
 
 
 @pytest.mark.parametrize("framework", ["keras", "lightning"])
@@ -160,3 +162,4 @@ def test_ctrl_c_while_testing_says_so_once_and_the_resume_only_tests(framework, 
     result = json.loads(resumed.stdout)
     assert result["history"] == recorded["history"] and result["epochs_run"] == recorded["epochs_run"] == 2
     assert result["stop_reason"] == recorded["stop_reason"] == "completed: 2 of 2 epoch(s)"
+    assert recorded["kept_model"] == ("model.keras" if framework == "keras" else "checkpoints/last.ckpt")
