@@ -40,8 +40,18 @@ framework-neutral part of it:
                                              write the marker file and wait to be killed (Lightning:
                                              before training step BATCH, a group of --steps-per-execution
                                              batches)
+      STREETCAR_FAULT_PAUSE_AT=PHASE         the same at a phase point (PHASES below)
+      STREETCAR_FAULT_KILL_AT=EPOCH:BATCH    at the same points, SIGKILL the run itself: a kill at an
+      STREETCAR_FAULT_KILL_AT=PHASE          exact place, for parity_tests/test_kill_anywhere.py
       STREETCAR_FAULT_MARKER=PATH            the marker file (default RUN_DIR/fault-paused)
       STREETCAR_FAULT_NAN_AT_EPOCH=EPOCH     at the start of epoch EPOCH, set the output bias to NaN
+
+  The phase points, in the order a run reaches them (experiment.run_state):
+  "fit-ended" (training is over, nothing recorded yet), "stopped" (the
+  outcome is recorded in training_stopped.json), "test" (testing the kept
+  model: Lightning's first test batch), "tested" (the test figures exist,
+  result.json does not) and "written" (result.json is written, the run is
+  not yet marked completed).
 """
 
 from __future__ import annotations
@@ -64,6 +74,8 @@ from experiment.artifacts import write_json
 REQUEST_FILE = "run_request.json"
 
 PAUSE_VARIABLE = "STREETCAR_FAULT_PAUSE_AT"
+KILL_VARIABLE = "STREETCAR_FAULT_KILL_AT"
+PHASES = ("fit-ended", "stopped", "test", "tested", "written")
 MARKER_VARIABLE = "STREETCAR_FAULT_MARKER"
 NAN_VARIABLE = "STREETCAR_FAULT_NAN_AT_EPOCH"
 DEFAULT_MARKER_NAME = "fault-paused"
@@ -193,6 +205,13 @@ def sigterm_raises_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def interrupted_while_testing(signal_name: str, command: str, run_dir: str | Path) -> RunInterrupted:
+    """The interrupt of a run stopped in its test phase: training is over and recorded (experiment.run_state)."""
+    return RunInterrupted(signal_name, f"interrupted by {signal_name} while testing the kept model; training "
+                                       f"is over and saved; finish the run with: "
+                                       f"python -m {command} --resume {run_dir}")
+
+
 def resume_hint(command: str, run_dir: str | Path, completed_epochs: int | None) -> str:
     done = ("no epoch had completed, so nothing can be resumed; start the run again"
             if not completed_epochs else
@@ -217,6 +236,19 @@ class TrainingDiverged(RuntimeError):
         super().__init__(non_finite_stop_reason(self.epoch, key, self.value))
 
 
+class NoFiniteModel(ValueError):
+    """The first epoch of a new run diverged: there is no model to keep, so the run folder is removed.
+
+    Both trainers raise it and delete the folder they created (it would hold
+    no model, only the diverged epoch's logs); experiment.console.run_main
+    prints the one line and exits 2.
+    """
+
+    def __init__(self, diverged: TrainingDiverged) -> None:
+        super().__init__(f"training diverged in its first epoch ({diverged}), so no finite model exists and "
+                         f"the run folder was removed; lower hyperparameters.learning_rate")
+
+
 def non_finite_items(figures: Mapping[str, Any], keys: Sequence[str]) -> list[tuple[str, float]]:
     """(key, value) of every watched key whose value is NaN or +-inf, in `keys` order."""
     found = []
@@ -237,8 +269,11 @@ def early_stop_reason(stopped_epoch: int, monitor: str, patience: int) -> str:
             f"{monitor} did not improve for {patience} epoch(s)")
 
 
+COMPLETED_PREFIX = "completed:"
+
+
 def completed_reason(epochs_run: int, epochs: int) -> str:
-    return f"completed: {epochs_run} of {epochs} epoch(s)"
+    return f"{COMPLETED_PREFIX} {epochs_run} of {epochs} epoch(s)"
 
 
 def guarded_keys(settings: Any) -> tuple[str, ...]:
@@ -255,9 +290,10 @@ def guarded_keys(settings: Any) -> tuple[str, ...]:
 class FaultPlan:
     """What the environment asks a run to do wrong (see the module docstring)."""
 
-    pause_at: tuple[int, int] | None = None
+    pause_at: tuple[int, int] | str | None = None
     marker: Path | None = None
     nan_at_epoch: int | None = None
+    kill_at: tuple[int, int] | str | None = None
 
     def marker_path(self, run_dir: str | Path) -> Path:
         return self.marker if self.marker is not None else Path(run_dir) / DEFAULT_MARKER_NAME
@@ -273,21 +309,43 @@ def _non_negative(name: str, text: str) -> int:
     return value
 
 
+def _fault_point(name: str, text: str) -> tuple[int, int] | str:
+    """"EPOCH:BATCH" -> (epoch, batch); a phase name -> itself."""
+    if text in PHASES:
+        return text
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"${name}={text!r}: expected EPOCH:BATCH, e.g. 3:2, or one of {', '.join(PHASES)}")
+    return (_non_negative(name, parts[0]), _non_negative(name, parts[1]))
+
+
 def fault_plan_from_environment(environ: Mapping[str, str] | None = None) -> FaultPlan | None:
     """The FaultPlan the environment sets, or None when no fault variable is set (every normal run)."""
     environ = os.environ if environ is None else environ
-    pause_text, nan_text = environ.get(PAUSE_VARIABLE), environ.get(NAN_VARIABLE)
-    if not pause_text and not nan_text:
+    pause_text, nan_text, kill_text = environ.get(PAUSE_VARIABLE), environ.get(NAN_VARIABLE), environ.get(KILL_VARIABLE)
+    if not pause_text and not nan_text and not kill_text:
         return None
-    pause_at = None
-    if pause_text:
-        parts = pause_text.split(":")
-        if len(parts) != 2:
-            raise ValueError(f"${PAUSE_VARIABLE}={pause_text!r}: expected EPOCH:BATCH, e.g. 3:2")
-        pause_at = (_non_negative(PAUSE_VARIABLE, parts[0]), _non_negative(PAUSE_VARIABLE, parts[1]))
+    pause_at = _fault_point(PAUSE_VARIABLE, pause_text) if pause_text else None
+    kill_at = _fault_point(KILL_VARIABLE, kill_text) if kill_text else None
     marker = Path(environ[MARKER_VARIABLE]) if environ.get(MARKER_VARIABLE) else None
     nan_at_epoch = _non_negative(NAN_VARIABLE, nan_text) if nan_text else None
-    return FaultPlan(pause_at=pause_at, marker=marker, nan_at_epoch=nan_at_epoch)
+    return FaultPlan(pause_at=pause_at, marker=marker, nan_at_epoch=nan_at_epoch, kill_at=kill_at)
+
+
+def reach_fault_point(point: tuple[int, int] | str, run_dir: str | Path, *, plan: FaultPlan | None = None,
+                      stop_waiting: Callable[[], bool] = lambda: False) -> None:
+    """The run has reached `point` (a phase name, or (epoch, batch)): kill or pause here if the plan says so.
+
+    `plan` defaults to the environment's; with no fault variable set this does nothing.
+    """
+    plan = fault_plan_from_environment() if plan is None else plan
+    if plan is None:
+        return
+    if plan.kill_at == point:
+        # SIGKILL, not sys.exit: nothing may run after it (no finally, no atexit), as with `kill -9`.
+        os.kill(os.getpid(), signal.SIGKILL)
+    if plan.pause_at == point:
+        pause_until_killed(plan.marker_path(run_dir), stop_waiting=stop_waiting)
 
 
 def pause_until_killed(marker: Path, *, stop_waiting: Callable[[], bool] = lambda: False,
@@ -305,6 +363,7 @@ def pause_until_killed(marker: Path, *, stop_waiting: Callable[[], bool] = lambd
 
 
 __all__ = ["REQUEST_FILE", "FaultPlan", "RunInterrupted", "TrainingDiverged", "check_same_vocabularies",
-           "completed_reason", "early_stop_reason", "fault_plan_from_environment", "guarded_keys",
+           "completed_reason", "early_stop_reason", "fault_plan_from_environment", "guarded_keys", "PHASES",
+           "reach_fault_point", "interrupted_while_testing", "NoFiniteModel",
            "load_run_request", "non_finite_items", "non_finite_stop_reason", "pause_until_killed",
            "refuse_flags_beside_resume", "resume_hint", "save_run_request", "sigterm_raises_interrupt"]

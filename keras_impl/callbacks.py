@@ -195,7 +195,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
 
 class FaultInjection(keras.callbacks.Callback):
-    """Test-only faults from experiment.reliability.FaultPlan: pause to be killed, or NaN weights.
+    """Test-only faults from experiment.reliability.FaultPlan: pause to be killed, kill itself, or NaN weights.
 
     Added only when a STREETCAR_FAULT_* variable is set (parity_tests/test_resume.py,
     parity_tests/test_divergence.py); lightning_impl has the twin.
@@ -204,7 +204,7 @@ class FaultInjection(keras.callbacks.Callback):
     def __init__(self, plan, run_dir: str | Path) -> None:
         super().__init__()
         self.plan = plan
-        self.marker = plan.marker_path(run_dir)
+        self.run_dir = run_dir
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -215,10 +215,9 @@ class FaultInjection(keras.callbacks.Callback):
             bias.assign(keras.ops.full(bias.shape, float("nan"), dtype=bias.dtype))
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.plan.pause_at == (self.epoch, batch):
-            from experiment.reliability import pause_until_killed
+        from experiment.reliability import reach_fault_point
 
-            pause_until_killed(self.marker)
+        reach_fault_point((self.epoch, batch), self.run_dir, plan=self.plan)
 
 
 class RunStateBackup(keras.callbacks.BackupAndRestore):
@@ -253,8 +252,11 @@ class RunStateBackup(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir: str | Path, stateful: Sequence[keras.callbacks.Callback] = ()) -> None:
+        # delete_checkpoint=False: stock Keras deletes the backup when fit() ends, and a run killed
+        # between that and its result could not be finished; keras_impl.train deletes it once the
+        # run is marked completed (experiment.run_state).
         super().__init__(backup_dir=str(backup_dir), save_freq="epoch", double_checkpoint=False,
-                         delete_checkpoint=True)
+                         delete_checkpoint=False)
         self.stateful = {}
         for callback in stateful:
             kind = next((name for name in CALLBACK_STATE_ATTRIBUTES
@@ -307,6 +309,11 @@ class RunStateBackup(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         # Stock Keras falls back to a ".bkp" double checkpoint on OSError; here the
         # metadata always names a complete file, and any failure is a clear error.
+        self._load_model()
+
+    def restore_without_training(self, model) -> None:
+        """Load the backup into `model` and the callbacks without fit(): the run's training had already ended."""
+        self.set_model(model)
         self._load_model()
 
     def _load_model(self):

@@ -47,6 +47,7 @@ from configs.cli import OneLineArgumentParser, first_line
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, Vocabularies, encode_trip
 from experiment.console import emit_json, run_main
+from experiment.model_checks import check_probability, check_same_vocabulary
 
 VOCABULARY_FILE = "vocabulary.json"
 DELAY_THRESHOLD = 0.5
@@ -124,11 +125,17 @@ def load_scoring_model(path: str | Path):
 
 
 def resolve_vocabulary(model_path: str | Path, vocabulary_path: str | Path | None = None) -> Vocabularies:
-    """--vocabulary, else vocabulary.json beside the model, else the book's for a Keras 2 .h5."""
+    """--vocabulary, else vocabulary.json beside the model, else the book's for a Keras 2 .h5.
+
+    A --vocabulary that differs from the vocabulary.json beside the model (the run's own) is refused.
+    """
     model_path = Path(model_path)
-    if vocabulary_path is not None:
-        return Vocabularies.load(vocabulary_path)
     beside = model_path.parent / VOCABULARY_FILE
+    if vocabulary_path is not None:
+        vocabularies = Vocabularies.load(vocabulary_path)
+        if beside.is_file():  # the run's own vocabulary wins: another one would shift the codes silently
+            check_same_vocabulary(vocabularies, Vocabularies.load(beside), given=vocabulary_path, saved_source=beside)
+        return vocabularies
     if beside.is_file():
         return Vocabularies.load(beside)
     if model_path.suffix in DEFAULT_VOCABULARIES:
@@ -169,6 +176,7 @@ def delay_probability(model, encoded: Mapping[str, int]) -> float:
 
 
 def scoring_result(probability: float, encoded: Mapping[str, int]) -> dict[str, Any]:
+    probability = check_probability(probability, "the model")  # NaN or outside [0, 1]: no answer
     return {"probability": probability, "delay": probability > DELAY_THRESHOLD, "inputs": dict(encoded)}
 
 

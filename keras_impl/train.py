@@ -44,9 +44,12 @@ Interrupted runs (Ctrl-C, SIGTERM, a killed process) continue with
 bitwise-identical weights as an uninterrupted run: keras_impl.callbacks.
 RunStateBackup is Keras's BackupAndRestore plus the EarlyStopping /
 ModelCheckpoint / ReduceLROnPlateau state, dropout seeds and history Keras
-does not keep.  A NaN or infinite loss (or monitored value) stops the run at
-that epoch; the best checkpoint from before it is kept and result["stop_reason"]
-says why the run stopped (docs/reliability.md).
+does not keep.  Once training is over, training_stopped.json records the
+outcome before the test phase, so a run killed anywhere after that resumes
+straight to testing the same kept model (experiment.run_state).  A NaN or
+infinite loss (or monitored value) stops the run at that epoch; the best
+checkpoint from before it is kept and result["stop_reason"] says why the run
+stopped (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from experiment.console import emit_json, run_main, say
 from experiment.verdict import degenerate_warning, judge_test
 
 FRAMEWORK = "keras"
+COMMAND = "keras_impl.train"
 VOCABULARY_FILE = "vocabulary.json"
 ARCHITECTURE_FILE = "model_architecture.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -218,76 +222,163 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
     """train()'s body: see train() and the module docstring."""
     import keras
 
-    from experiment.reliability import (RunInterrupted, TrainingDiverged, completed_reason, early_stop_reason,
-                                        resume_hint, save_run_request)
-    from keras_impl.callbacks import add_run_safety_callbacks, build_keras_callbacks
-    from keras_impl.data import build_fit_arguments, split_inputs
+    from experiment.reliability import (NoFiniteModel, check_same_vocabularies, interrupted_while_testing,
+                                        reach_fault_point, save_run_request)
+    from experiment.run_state import (check_every_split_has_rows, read_stopped, record_stopped, resume_note,
+                                      stopped_summary)
+    from keras_impl.data import split_inputs
     from keras_impl.model import parameter_counts
     from keras_impl.runtime import make_repeatable
 
     config, settings = request.config, request.settings
-    hyper, seed = config.hyperparameters, config.general.seed
+    seed = config.general.seed
     if dataset is None:
         dataset = load_run_dataset(request)
     elif request.sample_rows is not None:
         dataset = dataset.sample(request.sample_rows, seed)
+    check_every_split_has_rows(dataset, request.sample_rows)  # before any run directory exists
     # [docs:keras-seed-call]
     if config.general.repeatable_run:
         make_repeatable(seed)
     # [/docs:keras-seed-call]
 
     class_weight = resolve_class_weight(request, dataset)
+    first_epoch, fit_epochs, stopped = 0, settings.epochs, None
     if resume is not None:
         # The named run directory, never a new one; first_epoch = epochs its backup holds.
-        run_dir, first_epoch = Path(resume), prepare_resume(Path(resume), dataset, settings)
+        run_dir = Path(resume)
+        # Training already over and recorded: only the test phase is left.
+        stopped = read_stopped(run_dir, settings.epochs)
+        if stopped is None:
+            first_epoch, fit_epochs = prepare_resume(run_dir, dataset, settings)
+        else:
+            check_same_vocabularies(run_dir, dataset.vocabularies, VOCABULARY_FILE)
     else:
-        run_dir, first_epoch = create_run_dir(config.general.out_dir, FRAMEWORK, settings.experiment), 0
+        run_dir = create_run_dir(config.general.out_dir, FRAMEWORK, settings.experiment)
         dataset.vocabularies.save(run_dir / VOCABULARY_FILE)
         save_run_request(run_dir, request, framework=FRAMEWORK)
     sizes = {split: int(len(rows)) for split, rows in dataset.splits.items()}
     progress(f"keras experiment {settings.experiment} ({settings.description}): {settings.epochs} epoch(s), "
              f"rows {sizes}, class_weight {class_weight}, batch order {config.general.batch_order}, "
              f"device {device}, run dir {run_dir}"
-             + (f", resuming at epoch {first_epoch + 1} from {run_dir / BACKUP_DIR}" if resume is not None else ""))
+             + resume_note(resume is not None and stopped is None, first_epoch, fit_epochs, run_dir / BACKUP_DIR))
 
-    # [docs:keras-fit]
     model = build_compiled_model(request, dataset)
+    if stopped is None:
+        try:
+            outcome = fit_and_decide(model, request, dataset, run_dir, class_weight=class_weight,
+                                     first_epoch=first_epoch, fit_epochs=fit_epochs,
+                                     initial_weights=initial_weights, progress=progress)
+        except NoFiniteModel:
+            if resume is None:  # a new run whose first epoch diverged holds no model: nothing is kept
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        # Training is over: record the outcome before testing, so that a resume tests the same model.
+        record_stopped(run_dir, outcome)
+        reach_fault_point("stopped", run_dir)
+    else:
+        outcome = stopped
+        progress(stopped_summary(stopped))
+    kept_model_path = outcome["kept_model"]
+
+    try:
+        reach_fault_point("test", run_dir)
+        # [docs:keras-load-and-test]
+        test_inputs, test_target = split_inputs(dataset, "test")
+        kept_model = keras.models.load_model(str(kept_model_path))
+        test = summarize_test(test_target, predict_probabilities(kept_model, test_inputs))
+        # [/docs:keras-load-and-test]
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through sigterm_raises_interrupt
+        raise interrupted_while_testing(getattr(error, "signal_name", "SIGINT"), COMMAND, run_dir) from None
+    reach_fault_point("tested", run_dir)
+
+    result = {
+        "framework": FRAMEWORK,
+        "experiment": settings.experiment,
+        "epochs_run": outcome["epochs_run"],
+        "best_epoch": outcome["best_epoch"],
+        "best_value": outcome["best_value"],
+        "monitor": outcome["monitor"],
+        "history": outcome["history"],
+        "test": test,
+        "params": parameter_counts(model),
+        "best_checkpoint": str(kept_model_path) if settings.early_stop else None,
+        "run_dir": str(run_dir),
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": device,
+        "stop_reason": outcome["stop_reason"],
+        "model": str(kept_model_path),  # the file whose test figures these are
+        **judge_test(test),  # "degenerate", "predicted_positive_share"
+    }
+    missing = [key for key in RESULT_KEYS if key not in result]
+    if missing:  # pragma: no cover - guards the shared contract
+        raise RuntimeError(f"result lacks {missing}")
+    write_run_artifacts(run_dir, result)
+    reach_fault_point("written", run_dir)
+    save_run_request(run_dir, request, framework=FRAMEWORK, completed=True)  # never resumed again
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # kept until now: a resume needed it
+    return result
+
+
+def fit_and_decide(model, request: RunRequest, dataset: PreparedDataset, run_dir: Path, *,
+                   class_weight: Mapping[int, float], first_epoch: int, fit_epochs: int,
+                   initial_weights: Mapping[str, np.ndarray] | None,
+                   progress: Callable[[str], None]) -> dict[str, Any]:
+    """Fit (or continue) the model and decide what the run keeps: experiment.run_state.OUTCOME_KEYS.
+
+    `fit_epochs` is settings.epochs, or first_epoch when the backup's last
+    epoch already ended training: fit() then trains nothing, and the backup
+    callback only restores the state the run had when training ended.
+    """
+    import keras
+
+    from experiment.reliability import (NoFiniteModel, RunInterrupted, TrainingDiverged, completed_reason,
+                                        early_stop_reason, reach_fault_point, resume_hint)
+    from keras_impl.callbacks import add_run_safety_callbacks, build_keras_callbacks
+    from keras_impl.data import build_fit_arguments
+
+    config, settings = request.config, request.settings
+    hyper, seed = config.hyperparameters, config.general.seed
+    # [docs:keras-fit]
     if initial_weights is not None:
         # By canonical name, every key and shape checked first (experiment.weights.check_weights).
         from keras_impl.model import set_canonical_weights
 
         set_canonical_weights(model, initial_weights, source="initial_weights")
         progress("initial weights: the given canonical weights, not the seeded initialisers")
-    fit_arguments = build_fit_arguments(
-        dataset, batch_size=hyper.batch_size, seed=seed, epochs=settings.epochs,
-        class_weight=class_weight, batch_order=config.general.batch_order, first_epoch=first_epoch)
     callbacks = add_run_safety_callbacks(build_keras_callbacks(settings, config.callbacks, run_dir),
                                          settings, run_dir)
     diverged = None
     try:
-        model.fit(**fit_arguments, callbacks=callbacks, verbose=2)
+        if fit_epochs > first_epoch:
+            fit_arguments = build_fit_arguments(
+                dataset, batch_size=hyper.batch_size, seed=seed, epochs=fit_epochs,
+                class_weight=class_weight, batch_order=config.general.batch_order, first_epoch=first_epoch)
+            model.fit(**fit_arguments, callbacks=callbacks, verbose=2)
+        else:  # the backup's last epoch ended training: restore, train nothing (experiment.run_state)
+            callbacks[-1].restore_without_training(model)
     except TrainingDiverged as error:  # NonFiniteGuard: nothing after it saw the epoch
         diverged = error
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through sigterm_raises_interrupt
         completed = len(next(iter(callbacks[-1].history.values()), []))
         signal_name = getattr(error, "signal_name", "SIGINT")
-        message = (f"interrupted by {signal_name} during epoch {completed + 1}; "
-                   f"{resume_hint('keras_impl.train', run_dir, completed)}")
-        progress(message)
-        raise RunInterrupted(signal_name, message) from None
+        # One line, printed once by experiment.console.run_main.
+        raise RunInterrupted(signal_name, f"interrupted by {signal_name} during epoch {completed + 1}; "
+                                          f"{resume_hint(COMMAND, run_dir, completed)}") from None
     # [/docs:keras-fit]
+    reach_fault_point("fit-ended", run_dir)
     # The backup callback's history spans every epoch (a resumed fit returns only its own).
-    history = plain_history(callbacks[-1].history)
+    history = kept_history = plain_history(callbacks[-1].history)
     if diverged is not None:
-        kept_history = history
         history = extend_history(history, diverged.figures)
         progress(f"{diverged}; keeping the model of the last finite epoch")
+        if not kept_history:
+            raise NoFiniteModel(diverged)
     epochs_run = len(next(iter(history.values()), []))
 
     if settings.early_stop:
         # Only finite epochs can hold the best checkpoint (the diverged one was never judged).
-        best_epoch, best_value, kept_model_path = locate_best_checkpoint(
-            request, kept_history if diverged is not None else history, run_dir)
+        best_epoch, best_value, kept_model_path = locate_best_checkpoint(request, kept_history, run_dir)
         monitor = settings.monitor
         progress(f"best epoch {best_epoch + 1} (0-based {best_epoch}): {monitor} = {best_value:.6f}; "
                  f"testing {kept_model_path.name}")
@@ -298,43 +389,13 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
         kept_model_path = save_final_model(model, run_dir)
     if diverged is not None:
         stop_reason = str(diverged)
-        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # fit() ended without on_train_end
     else:
         stopping = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
         stop_reason = (early_stop_reason(stopping.stopped_epoch, settings.monitor, settings.patience)
                        if stopping is not None and stopping.stopped_epoch > 0
                        else completed_reason(epochs_run, settings.epochs))
-
-    # [docs:keras-load-and-test]
-    test_inputs, test_target = split_inputs(dataset, "test")
-    kept_model = keras.models.load_model(str(kept_model_path))
-    test = summarize_test(test_target, predict_probabilities(kept_model, test_inputs))
-    # [/docs:keras-load-and-test]
-
-    result = {
-        "framework": FRAMEWORK,
-        "experiment": settings.experiment,
-        "epochs_run": epochs_run,
-        "best_epoch": best_epoch,
-        "best_value": best_value,
-        "monitor": monitor,
-        "history": history,
-        "test": test,
-        "params": parameter_counts(model),
-        "best_checkpoint": str(kept_model_path) if settings.early_stop else None,
-        "run_dir": str(run_dir),
-        "seconds": round(time.perf_counter() - started, 3),
-        "device": device,
-        "stop_reason": stop_reason,
-        "model": str(kept_model_path),  # the file whose test figures these are
-        **judge_test(test),  # "degenerate", "predicted_positive_share"
-    }
-    missing = [key for key in RESULT_KEYS if key not in result]
-    if missing:  # pragma: no cover - guards the shared contract
-        raise RuntimeError(f"result lacks {missing}")
-    write_run_artifacts(run_dir, result)
-    save_run_request(run_dir, request, framework=FRAMEWORK, completed=True)  # never resumed again
-    return result
+    return {"kept_model": kept_model_path, "history": history, "epochs_run": epochs_run, "best_epoch": best_epoch,
+            "best_value": best_value, "monitor": monitor, "stop_reason": stop_reason}
 
 
 # --------------------------------------------------------------------------
@@ -342,14 +403,18 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
 # --------------------------------------------------------------------------
 
 
-def prepare_resume(run_dir: Path, dataset: PreparedDataset, settings) -> int:
-    """Check an interrupted run directory can continue; return the epoch it continues at (0-based).
+def prepare_resume(run_dir: Path, dataset: PreparedDataset, settings) -> tuple[int, int]:
+    """Check an interrupted run directory can continue: (epoch it continues at, 0-based; epochs to fit to).
 
-    Also cuts training_log.csv back to the epochs the backup holds: an epoch
-    that ended after the last backup (the process died in between) is run
-    again and logged again.
+    The second number is settings.epochs, or the first one when the backup's
+    last epoch already ended training (early stopping fired, or the epoch
+    cap): fit() then trains nothing (experiment.run_state).  Also cuts
+    training_log.csv back to the epochs the backup holds: an epoch that ended
+    after the last backup (the process died in between) is run again and
+    logged again.
     """
     from experiment.reliability import check_same_vocabularies
+    from experiment.run_state import training_is_over
     from keras_impl.callbacks import read_backup_metadata
 
     check_same_vocabularies(run_dir, dataset.vocabularies, VOCABULARY_FILE)
@@ -358,11 +423,11 @@ def prepare_resume(run_dir: Path, dataset: PreparedDataset, settings) -> int:
         raise ValueError(f"--resume: {run_dir / BACKUP_DIR} holds no backup (the run was interrupted before its "
                          f"first epoch ended); start a new run instead")
     first_epoch = int(metadata["epoch"])
-    if first_epoch >= settings.epochs:
-        raise ValueError(f"--resume: the backup in {run_dir} already holds {first_epoch} epoch(s) of "
-                         f"{settings.epochs}; pass --epochs N with N > {first_epoch} to train longer")
     trim_training_log(run_dir / TRAINING_LOG, first_epoch)
-    return first_epoch
+    early_stopping = metadata["project_state"]["callbacks"].get("EarlyStopping")
+    if training_is_over(first_epoch, settings.epochs, early_stopping):
+        return first_epoch, first_epoch
+    return first_epoch, settings.epochs
 
 
 def trim_training_log(path: Path, epochs: int) -> None:
@@ -418,13 +483,15 @@ RESUME_COMPATIBLE_FLAGS = ("epochs", "json", "resume")
 
 def main(argv: Sequence[str] | None = None) -> int:
     from experiment.reliability import load_run_request, refuse_flags_beside_resume
+    from experiment.run_state import hold_run_lock
 
     parser = build_argument_parser()
     args = parser.parse_args(argv)
     if args.resume is not None:
         refuse_flags_beside_resume(parser, args, RESUME_COMPATIBLE_FLAGS)
-        request = load_run_request(args.resume, framework=FRAMEWORK, command="keras_impl.train",
+        request = load_run_request(args.resume, framework=FRAMEWORK, command=COMMAND,
                                    epochs=args.epochs, json_output=args.json)
+        hold_run_lock(args.resume, COMMAND)
     else:
         request = resolve_run_request(args)
     result = train(request, resume=args.resume)

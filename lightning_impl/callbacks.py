@@ -85,6 +85,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch import Tensor
 
 from configs.loader import CallbacksConfig, ExperimentSettings, ReduceLRConfig
+from lightning_impl.run_callbacks import LastEpochCheckpoint, RunRelativePaths
 
 __all__ = [
     "KerasCompatibleCallbacks",
@@ -296,7 +297,7 @@ class KerasCompatibleEarlyStopping(EarlyStopping):
 # --------------------------------------------------------------------------
 
 
-class KerasCompatibleModelCheckpoint(ModelCheckpoint):
+class KerasCompatibleModelCheckpoint(RunRelativePaths, ModelCheckpoint):
     """Best-only ModelCheckpoint with keras.callbacks.ModelCheckpoint(save_best_only=True)'s choice of epoch.
 
     * The first monitored value is always saved and becomes the best even if it
@@ -591,9 +592,10 @@ def build_lightning_callbacks(settings: ExperimentSettings, callbacks_config: Ca
     # the final epoch (Lightning 2.6's save_last on a monitored top-1 callback is
     # a copy of the best; Keras has no save_last).  mode is meaningless without a
     # monitor and is given only because Lightning's default would be implicit.
-    # enable_version_counter=False: always last.ckpt, never last-v1.ckpt.
-    last_checkpoint = ModelCheckpoint(dirpath=str(checkpoint_dir), filename=LAST_CHECKPOINT_NAME, monitor=None,
-                                      mode="min", save_top_k=1, save_last=False, enable_version_counter=False)
+    # enable_version_counter=False: always last.ckpt, never last-v1.ckpt.  LastEpochCheckpoint saves
+    # paths relative to the run folder (lightning_impl.run_callbacks.RunRelativePaths).
+    last_checkpoint = LastEpochCheckpoint(dirpath=str(checkpoint_dir), filename=LAST_CHECKPOINT_NAME, monitor=None,
+                                          mode="min", save_top_k=1, save_last=False, enable_version_counter=False)
     # [/docs:lightning-last-checkpoint]
     reduce_lr = (KerasCompatibleReduceLROnPlateau.from_config(callbacks_config.reduce_lr)
                  if callbacks_config.reduce_lr.enabled else None)

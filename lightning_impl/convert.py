@@ -239,11 +239,15 @@ def load_classifier(ckpt_path: Path) -> Any:
             # torch.save has written zip archives since torch 1.6; anything else is not a checkpoint.
             raise ValueError(f"{ckpt_path}: not a torch checkpoint (expected the zip archive that "
                              f"Lightning's Trainer or this converter writes)")
+    from lightning_impl.score import read_checkpoint
     from lightning_impl.system import StreetcarClassifier
 
+    # Tensors and plain data only, and hyperparameters that match the saved weights, before anything is built.
+    read_checkpoint(ckpt_path)
     try:
-        # Lightning's default torch.load(weights_only=True): a converted checkpoint must pass it.
-        return StreetcarClassifier.load_from_checkpoint(str(ckpt_path), map_location="cpu")
+        # weights_only=True spelled out: Lightning's default (None) lets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
+        # switch to full unpickling, which runs whatever code a crafted file holds; an explicit True wins.
+        return StreetcarClassifier.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - zip, pickle, torch and __init__ errors all mean "not usable"
         first = (str(error).strip().splitlines() or [error.__class__.__name__])[0]
         raise ValueError(f"{ckpt_path}: not a loadable StreetcarClassifier checkpoint "

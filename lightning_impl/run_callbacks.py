@@ -22,11 +22,12 @@ from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from experiment.reliability import (FaultPlan, TrainingDiverged, fault_plan_from_environment, guarded_keys,
-                                    non_finite_items, pause_until_killed)
+                                    non_finite_items, reach_fault_point)
 
 
 class NonFiniteGuard(L.Callback):
@@ -55,7 +56,7 @@ class NonFiniteGuard(L.Callback):
 
 
 class FaultInjection(L.Callback):
-    """Test-only faults (experiment.reliability.FaultPlan): pause to be killed, or a NaN output bias.
+    """Test-only faults (experiment.reliability.FaultPlan): pause to be killed, kill itself, or a NaN output bias.
 
     Added only when a STREETCAR_FAULT_* variable is set.  The pause polls
     trainer.received_sigterm: Lightning's SIGTERM handler only sets that flag
@@ -65,7 +66,7 @@ class FaultInjection(L.Callback):
     def __init__(self, plan: FaultPlan, run_dir: str | Path) -> None:
         super().__init__()
         self.plan = plan
-        self.marker = plan.marker_path(run_dir)
+        self.run_dir = run_dir
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.plan.nan_at_epoch is not None and trainer.current_epoch == self.plan.nan_at_epoch:
@@ -75,8 +76,14 @@ class FaultInjection(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        if self.plan.pause_at == (trainer.current_epoch, batch_idx):
-            pause_until_killed(self.marker, stop_waiting=lambda: bool(getattr(trainer, "received_sigterm", False)))
+        reach_fault_point((trainer.current_epoch, batch_idx), self.run_dir, plan=self.plan,
+                          stop_waiting=lambda: bool(getattr(trainer, "received_sigterm", False)))
+
+    def on_test_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int,
+                            dataloader_idx: int = 0) -> None:
+        if batch_idx == 0:  # the "test" phase point, inside Lightning's test loop as a real Ctrl-C would be
+            reach_fault_point("test", self.run_dir, plan=self.plan,
+                              stop_waiting=lambda: bool(getattr(trainer, "received_sigterm", False)))
 
 
 # [docs:lightning-epoch-summary]
@@ -135,4 +142,65 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomic(Path(path), buffer.getvalue())
 
 
-__all__ = ["NonFiniteGuard", "FaultInjection", "EpochSummary", "AtomicCheckpointIO", "build_run_callbacks"]
+class RunRelativePaths:
+    """Mix-in for a ModelCheckpoint: its saved state names files relative to its folder.
+
+    Lightning's ModelCheckpoint.state_dict stores absolute paths
+    (best_model_path, best_k_models, ...) plus its dirpath, and
+    load_state_dict keeps only best_model_path when the dirpath changed.
+    So a run folder that was moved (`mv`) pointed at files that no longer
+    exist, and a copy (`cp -a`) silently tested the original folder's best
+    checkpoint.  Here the state says "best-epoch04-....ckpt" and "." for
+    the folder, and loading resolves them against the folder this callback
+    writes to now.  Paths saved by older versions (absolute, inside the saved
+    dirpath) are moved over the same way; anything else is left as it is.
+    Put it before ModelCheckpoint in the bases.
+    """
+
+    PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        folder = Path(str(self.dirpath)) if self.dirpath else None
+        for key in self.PATH_KEYS:
+            state[key] = _relative_to(state.get(key), folder)
+        state["best_k_models"] = {_relative_to(path, folder): value
+                                  for path, value in state.get("best_k_models", {}).items()}
+        state["dirpath"] = "."
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        saved_folder = state.get("dirpath")
+        here = Path(str(self.dirpath)) if self.dirpath else None
+        for key in self.PATH_KEYS:
+            state[key] = _resolved_in(state.get(key), here, saved_folder)
+        state["best_k_models"] = {_resolved_in(path, here, saved_folder): value
+                                  for path, value in state.get("best_k_models", {}).items()}
+        state["dirpath"] = self.dirpath  # the same folder now: Lightning restores every field
+        super().load_state_dict(state)
+
+
+def _relative_to(path: Any, folder: Path | None) -> Any:
+    if not path or folder is None or Path(str(path)).parent != folder:
+        return path
+    return Path(str(path)).name
+
+
+def _resolved_in(path: Any, here: Path | None, saved_folder: Any) -> Any:
+    if not path or here is None:
+        return path
+    path = Path(str(path))
+    if not path.is_absolute():
+        return str(here / path)
+    if saved_folder and path.parent == Path(str(saved_folder)):  # written before paths were relative
+        return str(here / path.name)
+    return str(path)
+
+
+class LastEpochCheckpoint(RunRelativePaths, ModelCheckpoint):
+    """The every-epoch last.ckpt writer (lightning_impl.callbacks), with run-relative paths in its state."""
+
+
+__all__ = ["RunRelativePaths", "LastEpochCheckpoint", "NonFiniteGuard", "FaultInjection", "EpochSummary",
+           "AtomicCheckpointIO", "build_run_callbacks"]

@@ -6,8 +6,9 @@
 
 Same interface and output as keras_impl.score: the trip is encoded with the
 vocabularies the model was trained with - stored in the checkpoint's
-hyperparameters, so the checkpoint alone is enough (--vocabulary PATH
-overrides them, e.g. for a converted model saved without any) - e.g. route
+hyperparameters, so the checkpoint alone is enough (--vocabulary PATH is
+for a model saved without any; one that differs from the checkpoint's own
+is refused) - e.g. route
 501, direction e, 2019-06-21 18:00 -> {'hour': 18, 'Route': 4, 'daym': 20,
 'month': 5, 'year': 5, 'Direction': 1, 'day': 4}; the network gives p(delay),
 and p > 0.5 means "delay" (Keras's and torchmetrics' threshold rule).
@@ -19,12 +20,15 @@ checkpoint is loaded (measure_scoring_latency; the tests check p50 <= 5 ms).
 
 Errors (unknown route or direction, hour outside 0-23, a date outside the
 trained years, a missing or corrupt checkpoint, a checkpoint of some other
-model) are one line on stderr and exit status 2 (experiment.console.run_main).
+model or with hyperparameters that do not match its weights, a --vocabulary
+other than the checkpoint's, a NaN or out-of-range probability) are one line
+on stderr and exit status 2 (experiment.console.run_main).
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import statistics
 import time
 from pathlib import Path
@@ -36,6 +40,7 @@ from configs.cli import OneLineArgumentParser, first_line
 from data.dataset import COLUMNS
 from data.vocab import Vocabularies, encode_trip
 from experiment.console import emit_json, run_main
+from experiment.model_checks import check_probability, check_same_vocabulary
 
 DELAY_THRESHOLD = 0.5
 # What every StreetcarClassifier checkpoint carries in "hyper_parameters".
@@ -64,7 +69,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         # code while it is read.  Every checkpoint lightning_impl writes loads this way (and fast:
         # Lightning itself is not imported).
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # zip, pickle and torch errors all mean "not a usable checkpoint"
+    except pickle.UnpicklingError:  # torch's "Weights only load failed": objects other than tensors and data
+        raise ValueError(f"refused checkpoint {path}: it holds pickled objects other than tensors and plain data, "
+                         f"which could run code when loaded; a checkpoint of lightning_impl.train holds none") \
+            from None
+    except Exception as error:  # zip and torch errors all mean "not a usable checkpoint"
         raise ValueError(f"cannot read checkpoint {path}: {first_line(error)} (corrupt, truncated or "
                          f"not a torch checkpoint)") from None
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
@@ -74,7 +83,47 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path} is not a streetcar model checkpoint (hyperparameters lack {', '.join(missing)}); "
                          f"expected a checkpoint written by lightning_impl.train")
+    check_model_hyperparameters(hyper, checkpoint["state_dict"], path)
     return dict(checkpoint)
+
+
+def check_model_hyperparameters(hyper: Mapping[str, Any], state_dict: Mapping[str, Any], path: str | Path) -> None:
+    """Refuse hyperparameters that do not describe the weights saved beside them, before building anything.
+
+    The network is built from the hyperparameters, so a file claiming
+    vocab_sizes of 1e10 would allocate hundreds of GB before any weight is
+    read.  Every embedding's size and width must be those of the saved
+    tensors (which the file itself holds), the vocabularies saved with the
+    model must have those sizes, and the dropout rate and output activation
+    must be ones the model knows.
+    """
+    from lightning_impl.model import OUTPUT_ACTIVATIONS
+
+    sizes, dim = hyper["vocab_sizes"], hyper["embedding_dim"]
+    if not isinstance(sizes, Mapping) or sorted(map(str, sizes)) != sorted(COLUMNS):
+        raise ValueError(f"{path}: hyperparameter vocab_sizes must name exactly the columns {', '.join(COLUMNS)}")
+    for column in COLUMNS:
+        tensor = state_dict.get(f"net.embeddings.{column}.weight")
+        shape = tuple(getattr(tensor, "shape", ()))
+        for name, value, saved in (("vocab_sizes." + column, sizes[column], shape[:1]),
+                                   ("embedding_dim", dim, shape[1:2])):
+            if isinstance(value, bool) or not isinstance(value, int) or (value,) != saved:
+                raise ValueError(f"{path}: hyperparameter {name} = {value!r} does not match the saved embedding "
+                                 f"weights {column} of shape {shape or 'missing'}; the checkpoint is damaged or "
+                                 f"not written by lightning_impl.train")
+    rate = hyper["dropout_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f"{path}: hyperparameter dropout_rate = {rate!r}; valid: a number in [0, 1)")
+    if hyper["output_activation"] not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"{path}: hyperparameter output_activation = {hyper['output_activation']!r}; valid: "
+                         f"{', '.join(OUTPUT_ACTIVATIONS)}")
+    if hyper.get("vocabularies"):
+        saved = Vocabularies.from_json_dict(hyper["vocabularies"], source=f"{path} (hyper_parameters)").sizes()
+        different = {column: (saved.get(column), sizes[column]) for column in COLUMNS
+                     if saved.get(column) != sizes[column]}
+        if different:
+            raise ValueError(f"{path}: the saved vocabularies do not have the model's sizes (vocabulary, model) "
+                             f"per column {different}; the checkpoint is damaged")
 
 
 def load_scoring_model(path: str | Path, vocabulary_path: str | Path | None = None):
@@ -97,10 +146,14 @@ def load_scoring_model(path: str | Path, vocabulary_path: str | Path | None = No
         raise ValueError(f"{path}: weights do not fit the streetcar model: {first_line(error)}") from None
     net.eval()
     # [/docs:lightning-load-checkpoint]
+    saved = (Vocabularies.from_json_dict(hyper["vocabularies"], source=f"{path} (hyper_parameters)")
+             if hyper.get("vocabularies") else None)
     if vocabulary_path is not None:
         vocabularies = Vocabularies.load(vocabulary_path)
-    elif hyper.get("vocabularies"):
-        vocabularies = Vocabularies.from_json_dict(hyper["vocabularies"], source=f"{path} (hyper_parameters)")
+        if saved is not None:  # the model's own codes win: another vocabulary would shift them silently
+            check_same_vocabulary(vocabularies, saved, given=vocabulary_path, saved_source=f"{path} (hyper_parameters)")
+    elif saved is not None:
+        vocabularies = saved
     else:
         raise ValueError(f"{path} carries no vocabularies; pass --vocabulary PATH (vocabulary.json of its run)")
     sizes = vocabularies.sizes()
@@ -133,7 +186,7 @@ def score_trip(net, vocabularies: Vocabularies, *, route: int, direction: str, d
                hour: int) -> dict[str, Any]:
     """{"probability": p, "delay": p > 0.5, "inputs": {column: code}} for one human trip."""
     encoded = encode_trip(vocabularies, route=route, direction=direction, date=date, hour=hour)
-    probability = delay_probability(net, encoded)
+    probability = check_probability(delay_probability(net, encoded), "the model")
     return {"probability": probability, "delay": probability > DELAY_THRESHOLD, "inputs": encoded}
 
 
@@ -163,7 +216,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="trip date, within the trained years")
     parser.add_argument("--hour", required=True, type=int, metavar="H", help="hour of day, 0-23")
     parser.add_argument("--vocabulary", default=None, metavar="PATH",
-                        help="vocabulary JSON (default: the one stored in the checkpoint)")
+                        help="vocabulary JSON, for a checkpoint saved without one (a checkpoint's own "
+                             "vocabulary is always used; a different --vocabulary is refused)")
     parser.add_argument("--json", action="store_true",
                         help='print {"probability", "delay", "inputs"} as one JSON object')
     return parser

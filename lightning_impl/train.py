@@ -28,7 +28,9 @@ every one overrides one key of configs/streetcar.yaml.  A run:
    from), ReduceLROnPlateau if enabled; TensorBoard (run_dir/tensorboard, as
    keras_impl writes it) and CSV (run_dir/csv) loggers; a Keras-style summary
    line per epoch on stderr;
-5. loads the best checkpoint (early stopping) or keeps the final model, tests
+5. records the outcome in training_stopped.json (experiment.run_state: a
+   resume after this point only tests), loads the best checkpoint (early
+   stopping) or keeps the final model, tests
    it on the test split (trainer.test logs test_* figures; the confusion matrix
    comes from experiment.artifacts.summarize_test) and writes history.csv,
    curves.png, confusion_matrix.png and result.json into the run directory,
@@ -55,6 +57,7 @@ import argparse
 import dataclasses
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -182,11 +185,19 @@ def load_run_request(run_dir: str | Path, *, epochs: int | None = None, json_out
                               json_output=json_output)
 
 
-def check_resumable(run_dir: Path, dataset: PreparedDataset, settings) -> int:
-    """Check an interrupted run directory can continue; return how many epochs its last.ckpt holds."""
+def check_resumable(run_dir: Path, dataset: PreparedDataset, settings) -> tuple[int, int]:
+    """Check an interrupted run directory can continue: (epochs its last.ckpt holds, epochs to fit to).
+
+    The second number is settings.epochs, or the first one when the last
+    committed epoch already ended training (early stopping fired, or the
+    epoch cap): the resumed fit then trains nothing and only restores the
+    state, as the uninterrupted run had it when training ended
+    (experiment.run_state).
+    """
     import torch
 
     from experiment.reliability import check_same_vocabularies
+    from experiment.run_state import training_is_over
 
     check_same_vocabularies(run_dir, dataset.vocabularies, VOCABULARY_FILE)
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE
@@ -194,14 +205,16 @@ def check_resumable(run_dir: Path, dataset: PreparedDataset, settings) -> int:
         raise ValueError(f"--resume: {last} does not exist (the run was interrupted before its first epoch "
                          f"ended); start a new run instead")
     try:
-        completed = int(torch.load(str(last), map_location="cpu", weights_only=True)["epoch"]) + 1
+        checkpoint = torch.load(str(last), map_location="cpu", weights_only=True)
+        completed = int(checkpoint["epoch"]) + 1
     except Exception as error:  # a damaged file: say so in one line
         raise ValueError(f"--resume: cannot read {last}: {str(error).splitlines()[0] if str(error) else error!r}") \
             from None
-    if completed >= settings.epochs:
-        raise ValueError(f"--resume: {last} already holds {completed} epoch(s) of {settings.epochs}; "
-                         f"pass --epochs N with N > {completed} to train longer")
-    return completed
+    early_stopping = next((state for name, state in checkpoint.get("callbacks", {}).items()
+                           if "EarlyStopping" in str(name)), None)
+    if training_is_over(completed, settings.epochs, early_stopping):
+        return completed, completed
+    return completed, settings.epochs
 
 
 def extend_history(history: Mapping[str, list[float]], figures: Mapping[str, float]) -> dict[str, list[float]]:
@@ -260,6 +273,90 @@ def checkpoint_epoch(path: str | Path) -> int:
     return int(checkpoint["epoch"])
 
 
+def fit_and_decide(trainer, module, datamodule, callbacks, settings, run_dir: Path, *,
+                   resume: str | Path | None, progress: Callable[[str], None]) -> tuple[dict[str, Any], Any, float]:
+    """Fit (or continue) the model and decide what the run keeps: (outcome, kept module, fit seconds).
+
+    The outcome holds experiment.run_state.OUTCOME_KEYS, what training_stopped.json records.
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from experiment.reliability import (NoFiniteModel, RunInterrupted, TrainingDiverged, completed_reason,
+                                        early_stop_reason, reach_fault_point, resume_hint)
+    module_class = type(module)  # the engine's LightningModule; both engines read each other's checkpoints
+    checkpoint_dir = run_dir / CHECKPOINT_DIR
+    last_checkpoint = checkpoint_dir / LAST_CHECKPOINT_FILE
+    fit_started = time.perf_counter()
+    diverged = None
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if resume is not None else None)
+    except TrainingDiverged as error:  # NonFiniteGuard: nothing after it saw the epoch
+        diverged = error
+    except (KeyboardInterrupt, SIGTERMException, SystemExit) as error:
+        # Ctrl-C: Lightning shuts down and calls sys.exit(1); SIGTERM: its handler raises
+        # SIGTERMException at the next batch boundary.  Both become one resume line, printed
+        # once, by experiment.console.run_main.
+        if isinstance(error, SystemExit) and not isinstance(error, SIGTERMException) \
+                and trainer.state.status != "interrupted":
+            raise
+        signal_name = "SIGTERM" if isinstance(error, SIGTERMException) or trainer.received_sigterm else "SIGINT"
+        completed = len(module.history.get("loss", []))
+        raise RunInterrupted(signal_name, f"interrupted by {signal_name} during epoch {completed + 1}; "
+                                          f"{resume_hint(COMMAND, run_dir, completed)}") from None
+    reach_fault_point("fit-ended", run_dir)
+    fit_seconds = time.perf_counter() - fit_started
+    if trainer.world_size > 1:
+        # Every process says where its training ended (say, not progress: only process 0
+        # reports otherwise), so a DDP run shows that EarlyStopping stopped them together.
+        say(f"process {trainer.global_rank}/{trainer.world_size}: training ended after epoch "
+            f"{trainer.current_epoch}")
+    history = {key: list(values) for key, values in module.history.items()}
+    if diverged is not None:
+        progress(f"{diverged}; keeping the model of the last finite epoch")
+    epochs_run = len(history.get("loss", [])) + (1 if diverged is not None else 0)
+
+    if settings.early_stop:
+        best_path = Path(callbacks.best_checkpoint.best_model_path or checkpoint_dir / "missing")
+        if not best_path.is_file():
+            if diverged is not None:
+                raise NoFiniteModel(diverged)
+            raise ValueError(f"early stopping is on but no best checkpoint was written in {checkpoint_dir}")
+        best_epoch = checkpoint_epoch(best_path)
+        best_value = float(history[settings.monitor][best_epoch])
+        score = callbacks.best_checkpoint.best_model_score
+        if score is not None and np.float32(float(score)) != np.float32(best_value) \
+                and not (math.isnan(float(score)) and math.isnan(best_value)):
+            raise RuntimeError(f"the best checkpoint {best_path.name} holds epoch {best_epoch} with "
+                               f"{settings.monitor} = {float(score)}, but the history says {best_value}")
+        monitor = settings.monitor
+        # [docs:lightning-load-best]
+        kept = module_class.load_from_checkpoint(str(best_path), map_location="cpu", weights_only=True)
+        # [/docs:lightning-load-best]
+        progress(f"best epoch {best_epoch + 1} (0-based {best_epoch}): {monitor} = {best_value:.6f}; "
+                 f"testing {best_path.name}")
+    else:
+        best_path, best_epoch, best_value, monitor = None, None, None, None
+        kept = module
+        if diverged is not None:
+            # last.ckpt was last written at the end of the last finite epoch.
+            if not last_checkpoint.is_file():
+                raise NoFiniteModel(diverged)
+            kept = module_class.load_from_checkpoint(str(last_checkpoint), map_location="cpu", weights_only=True)
+    if diverged is not None:
+        history = extend_history(history, diverged.figures)
+        stop_reason = str(diverged)
+    elif callbacks.early_stopping is not None and callbacks.early_stopping.stopped_epoch > 0:
+        stop_reason = early_stop_reason(callbacks.early_stopping.stopped_epoch, settings.monitor,
+                                        settings.patience)
+    else:
+        stop_reason = completed_reason(epochs_run, settings.epochs)
+
+    kept_model = best_path if settings.early_stop else last_checkpoint
+    outcome = {"kept_model": kept_model, "history": history, "epochs_run": epochs_run, "best_epoch": best_epoch,
+               "best_value": best_value, "monitor": monitor, "stop_reason": stop_reason}
+    return outcome, kept, fit_seconds
+
+
 # --------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------
@@ -301,8 +398,10 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from experiment.reliability import (RunInterrupted, TrainingDiverged, completed_reason, early_stop_reason,
-                                        resume_hint, save_run_request)
+    from experiment.reliability import (NoFiniteModel, check_same_vocabularies, interrupted_while_testing,
+                                        reach_fault_point, save_run_request)
+    from experiment.run_state import (check_every_split_has_rows, read_stopped, record_stopped, resume_note,
+                                      stopped_summary)
     from lightning_impl.callbacks import build_lightning_callbacks
     from lightning_impl.datamodule import StreetcarDataModule
     from lightning_impl.model import set_canonical_weights
@@ -317,6 +416,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         dataset = load_run_dataset(request)
     elif request.sample_rows is not None:
         dataset = dataset.sample(request.sample_rows, seed)
+    check_every_split_has_rows(dataset, request.sample_rows)  # before any run directory exists
     if deterministic is None:
         deterministic = config.general.repeatable_run
     # [docs:lightning-seed-call]
@@ -331,10 +431,15 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         progress = lambda message: None  # noqa: E731 - process 0 reports for all (DDP)
     created_here = False
     previous_threads = None
-    first_epoch = 0
+    first_epoch, fit_epochs, stopped = 0, settings.epochs, None
     if resume is not None:
         run_dir = Path(resume)
-        first_epoch = check_resumable(run_dir, dataset, settings)
+        # Training already over and recorded: only the test phase is left.
+        stopped = read_stopped(run_dir, settings.epochs)
+        if stopped is None:
+            first_epoch, fit_epochs = check_resumable(run_dir, dataset, settings)
+        else:
+            check_same_vocabularies(run_dir, dataset.vocabularies, VOCABULARY_FILE)
     elif spawned and os.environ.get(RUN_DIR_ENVIRONMENT_VARIABLE):
         run_dir = Path(os.environ[RUN_DIR_ENVIRONMENT_VARIABLE])
     else:
@@ -352,7 +457,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
                  f"rows {sizes}, class_weight {class_weight}, batch order {config.general.batch_order}, "
                  f"engine {engine}, "
                  f"run dir {run_dir}"
-                 + (f", resuming at epoch {first_epoch + 1} from {last_checkpoint}" if resume is not None else ""))
+                 + resume_note(resume is not None and stopped is None, first_epoch, fit_epochs, last_checkpoint))
 
         # [docs:lightning-fit]
         # [docs:lightning-module]
@@ -384,7 +489,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         # [docs:lightning-trainer]
         trainer = L.Trainer(
             accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-            max_epochs=settings.epochs, deterministic=deterministic,
+            max_epochs=fit_epochs, deterministic=deterministic,
             # The guard first: it must see each epoch before the checkpoints and early stopping do.
             callbacks=[*run_callbacks, *callbacks.as_list()],
             # Checkpoints go to a temp file beside the target and are renamed into place, so a killed
@@ -412,82 +517,40 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         if cpu_threads is not None and trainer.strategy.root_device.type == "cpu":
             previous_threads = torch.get_num_threads()
             torch.set_num_threads(cpu_threads)
-        fit_started = time.perf_counter()
-        diverged = None
+        if stopped is None:
+            outcome, kept, fit_seconds = fit_and_decide(trainer, module, datamodule, callbacks, settings, run_dir,
+                                                        resume=resume, progress=progress)
+            # Training is over: record the outcome before testing, so that a resume tests the same model.
+            if trainer.global_rank == 0:  # process 0 alone writes the run directory
+                record_stopped(run_dir, outcome)
+            reach_fault_point("stopped", run_dir)
+        else:
+            outcome, fit_seconds = stopped, 0.0
+            progress(stopped_summary(stopped))
+            kept = module_class.load_from_checkpoint(str(stopped["kept_model"]), map_location="cpu",
+                                                     weights_only=True)
+        history, epochs_run, stop_reason = outcome["history"], outcome["epochs_run"], outcome["stop_reason"]
+        best_epoch, best_value, monitor = outcome["best_epoch"], outcome["best_value"], outcome["monitor"]
+        best_path = outcome["kept_model"] if settings.early_stop else None
+
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if resume is not None else None)
-        except TrainingDiverged as error:  # NonFiniteGuard: nothing after it saw the epoch
-            diverged = error
+            # [docs:lightning-load-and-test]
+            trainer.test(kept, datamodule=datamodule, verbose=False)
+            if trainer.global_rank != 0:
+                return {"framework": FRAMEWORK, "run_dir": str(run_dir), "rank": trainer.global_rank}
+            test_features, test_target = dataset.split_arrays("test")
+            probabilities = predict_probabilities(kept.net, test_features, trainer.strategy.root_device)
+            test = summarize_test(test_target, probabilities)
+            # [/docs:lightning-load-and-test]
         except (KeyboardInterrupt, SIGTERMException, SystemExit) as error:
-            # Ctrl-C: Lightning shuts down and calls sys.exit(1); SIGTERM: its handler raises
-            # SIGTERMException at the next batch boundary.  Both become one resume line.
+            # The same shutdown paths as in fit (fit_and_decide); the outcome is recorded, so the
+            # resume only tests again.
             if isinstance(error, SystemExit) and not isinstance(error, SIGTERMException) \
                     and trainer.state.status != "interrupted":
                 raise
             signal_name = "SIGTERM" if isinstance(error, SIGTERMException) or trainer.received_sigterm else "SIGINT"
-            completed = len(module.history.get("loss", []))
-            message = (f"interrupted by {signal_name} during epoch {completed + 1}; "
-                       f"{resume_hint(COMMAND, run_dir, completed)}")
-            progress(message)
-            raise RunInterrupted(signal_name, message) from None
-        # [/docs:lightning-fit]
-        fit_seconds = time.perf_counter() - fit_started
-        if trainer.world_size > 1:
-            # Every process says where its training ended (say, not progress: only process 0
-            # reports otherwise), so a DDP run shows that EarlyStopping stopped them together.
-            say(f"process {trainer.global_rank}/{trainer.world_size}: training ended after epoch "
-                f"{trainer.current_epoch}")
-        history = {key: list(values) for key, values in module.history.items()}
-        if diverged is not None:
-            progress(f"{diverged}; keeping the model of the last finite epoch")
-        epochs_run = len(history.get("loss", [])) + (1 if diverged is not None else 0)
-
-        if settings.early_stop:
-            best_path = Path(callbacks.best_checkpoint.best_model_path or checkpoint_dir / "missing")
-            if not best_path.is_file():
-                raise ValueError(f"training diverged in its first epoch ({diverged}), so no finite model exists; "
-                                 f"lower hyperparameters.learning_rate" if diverged is not None else
-                                 f"early stopping is on but no best checkpoint was written in {checkpoint_dir}")
-            best_epoch = checkpoint_epoch(best_path)
-            best_value = float(history[settings.monitor][best_epoch])
-            score = callbacks.best_checkpoint.best_model_score
-            if score is not None and np.float32(float(score)) != np.float32(best_value) \
-                    and not (math.isnan(float(score)) and math.isnan(best_value)):
-                raise RuntimeError(f"the best checkpoint {best_path.name} holds epoch {best_epoch} with "
-                                   f"{settings.monitor} = {float(score)}, but the history says {best_value}")
-            monitor = settings.monitor
-            # [docs:lightning-load-best]
-            kept = module_class.load_from_checkpoint(str(best_path), map_location="cpu", weights_only=True)
-            # [/docs:lightning-load-best]
-            progress(f"best epoch {best_epoch + 1} (0-based {best_epoch}): {monitor} = {best_value:.6f}; "
-                     f"testing {best_path.name}")
-        else:
-            best_path, best_epoch, best_value, monitor = None, None, None, None
-            kept = module
-            if diverged is not None:
-                # last.ckpt was last written at the end of the last finite epoch.
-                if not last_checkpoint.is_file():
-                    raise ValueError(f"training diverged in its first epoch ({diverged}), so no finite model "
-                                     f"exists; lower hyperparameters.learning_rate")
-                kept = module_class.load_from_checkpoint(str(last_checkpoint), map_location="cpu",
-                                                         weights_only=True)
-        if diverged is not None:
-            history = extend_history(history, diverged.figures)
-            stop_reason = str(diverged)
-        elif callbacks.early_stopping is not None and callbacks.early_stopping.stopped_epoch > 0:
-            stop_reason = early_stop_reason(callbacks.early_stopping.stopped_epoch, settings.monitor,
-                                            settings.patience)
-        else:
-            stop_reason = completed_reason(epochs_run, settings.epochs)
-
-        # [docs:lightning-load-and-test]
-        trainer.test(kept, datamodule=datamodule, verbose=False)
-        if trainer.global_rank != 0:
-            return {"framework": FRAMEWORK, "run_dir": str(run_dir), "rank": trainer.global_rank}
-        test_features, test_target = dataset.split_arrays("test")
-        probabilities = predict_probabilities(kept.net, test_features, trainer.strategy.root_device)
-        test = summarize_test(test_target, probabilities)
-        # [/docs:lightning-load-and-test]
+            raise interrupted_while_testing(signal_name, COMMAND, run_dir) from None
+        reach_fault_point("tested", run_dir)
         result = {
             "framework": FRAMEWORK,
             "experiment": settings.experiment,
@@ -503,7 +566,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
             "seconds": round(time.perf_counter() - started, 3),
             "device": describe_device(trainer),
             "stop_reason": stop_reason,
-            "model": str(best_path if best_path is not None else last_checkpoint),  # the tested file
+            "model": str(outcome["kept_model"]),  # the file whose test figures these are
             **judge_test(test),  # "degenerate", "predicted_positive_share"
         }
         missing = [key for key in RESULT_KEYS if key not in result]
@@ -512,8 +575,13 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         progress(f"fit took {fit_seconds:.1f} s ({fit_seconds / max(epochs_run - first_epoch, 1):.2f} s per epoch); "
                  f"{stop_reason}")
         write_run_artifacts(run_dir, result)
+        reach_fault_point("written", run_dir)
         save_run_request(run_dir, request, framework=FRAMEWORK, completed=True)  # never resumed again
         return result
+    except NoFiniteModel:
+        if created_here:  # a new run whose first epoch diverged holds no model: nothing is kept
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         if created_here:
             os.environ.pop(RUN_DIR_ENVIRONMENT_VARIABLE, None)
@@ -594,12 +662,15 @@ RESUME_COMPATIBLE_FLAGS = ("epochs", "json", "resume", "accelerator", "devices",
 
 def main(argv: Sequence[str] | None = None) -> int:
     from experiment.reliability import refuse_flags_beside_resume
+    from experiment.run_state import hold_run_lock
 
     parser = build_argument_parser()
     args = parser.parse_args(argv)
     if args.resume is not None:
         refuse_flags_beside_resume(parser, args, RESUME_COMPATIBLE_FLAGS)
         request = load_run_request(args.resume, epochs=args.epochs, json_output=args.json)
+        if not is_spawned_process():  # DDP's extra processes run inside process 0's lock
+            hold_run_lock(args.resume, COMMAND)
     else:
         request = resolve_run_request(args)
         if args.engine is not None:

@@ -442,7 +442,7 @@ def _lightning_side(values: list[float], monitor: str, callbacks: tuple[Any, Any
     torch = _RIG["torch"]
     best_epoch = best_file = None
     if checkpoint.best_model_path:
-        saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
 
         def equal(snapshot: dict, weights: dict) -> bool:
             return snapshot.keys() == weights.keys() and all(torch.equal(snapshot[k], weights[k]) for k in snapshot)
@@ -659,7 +659,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(prog="python -m parity_tests.replay",
                      description="Replay a scripted metric through Keras's and Lightning's EarlyStopping and "
                                  "ModelCheckpoint and report where each stops and which epoch each keeps.")
-    parser.add_argument("--monitor", required=True, help="monitored key, e.g. val_accuracy or val_loss")
+    parser.add_argument("--monitor", required=True,
+                        help="monitored key, one the trainers log: loss, accuracy, recall, val_loss, val_accuracy "
+                             "or val_recall")
     parser.add_argument("--mode", help="min or max (required unless --lightning-defaults, where leaving it out "
                                        "shows Keras 'auto' against Lightning's default 'min')")
     parser.add_argument("--patience", required=True, type=int, help="EarlyStopping patience (>= 0)")
@@ -675,6 +677,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_cli_monitor(monitor: str) -> None:
+    """The command line replays the trainers' own metrics only; replay() itself takes any metric name."""
+    from configs.loader import MONITORABLE_KEYS
+
+    if monitor not in MONITORABLE_KEYS:
+        raise ReplayError(f"--monitor {monitor!r} is not a metric the trainers log; valid: "
+                          f"{', '.join(MONITORABLE_KEYS)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     arguments = parser.parse_args(argv)
@@ -682,6 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = (parse_values(arguments.values) if arguments.values is not None
                   else read_values_file(arguments.values_file))
         # Check everything before importing TensorFlow (seconds).
+        _check_cli_monitor(arguments.monitor)
         _check_request(values, arguments.monitor, arguments.mode, arguments.patience, arguments.min_delta,
                        arguments.lightning_defaults)
         result = replay(values, arguments.monitor, arguments.mode, arguments.patience, arguments.min_delta,

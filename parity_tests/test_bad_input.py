@@ -21,8 +21,13 @@ The mistakes (the issue's list), through every command they can reach:
         keras_impl.score, lightning_impl.score
     missing or corrupt checkpoint / model file
         keras_impl.score, lightning_impl.score, lightning_impl.convert, both trainers' --resume
-    a checkpoint of another model, or of an older vocabulary
+    a checkpoint of another model, or of an older vocabulary, or a --vocabulary other than its own
         both score commands, convert, both trainers' --resume (the data changed since the run began)
+    a model that answers NaN; hyperparameters that do not match the weights; a pickle that runs code
+    (with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 set)
+        both score commands (NaN), lightning_impl.score and convert (the others)
+    --sample-rows 1 (a split would be empty)
+        both trainers
     a config with an unknown key or a wrong type
         keras_impl.train, lightning_impl.train, data.prepare
     a raw workbook with a missing column, an empty raw folder
@@ -62,6 +67,7 @@ class Case:
     # --resume must load the run's data before it can compare vocabularies, and the data
     # layer reports that on stderr ("[data] loaded ... rows"); nothing else may precede the error.
     progress_prefix: str | None = None
+    env: dict[str, str] | None = None  # extra environment variables for the command
 
 
 # --------------------------------------------------------------------------
@@ -82,6 +88,12 @@ class Files:
     foreign_keras: Path         # a Keras model that is not the streetcar model
     plain_torch_file: Path      # torch.save of a plain dict
     foreign_checkpoint: Path    # a Lightning-style checkpoint of another module
+    shifted_vocabulary: Path    # the healthy models' vocabulary sizes, other values (years 2015-2020)
+    nan_keras_model: Path       # a streetcar Keras model whose output bias is NaN (vocabulary.json beside it)
+    nan_checkpoint: Path        # the same as a Lightning checkpoint
+    huge_checkpoint: Path       # hyperparameters claim vocab_sizes year = 10**10
+    payload_checkpoint: Path    # a pickle that creates `payload_marker` when fully unpickled
+    payload_marker: Path
     bad_key_config: Path
     bad_type_config: Path
     missing_column_dir: Path
@@ -148,6 +160,8 @@ def files(tmp_path_factory) -> Files:
     torch.save({"state_dict": {"layer.weight": torch.zeros(2, 2)}, "hyper_parameters": {"hidden": 2},
                 "pytorch-lightning_version": "2.6.0"}, root / "foreign.ckpt")
 
+    untrusted = write_untrusted_models(root, healthy)
+
     missing_column_dir = root / "raw-missing-column"
     missing_column_dir.mkdir()
     write_workbook_without(missing_column_dir / "ttc-streetcar-delay-data-2014.xlsx", "Route")
@@ -157,10 +171,53 @@ def files(tmp_path_factory) -> Files:
                  current_vocabulary=healthy / "vocabulary.json", old_keras_model=old / "model.keras",
                  old_checkpoint=old / "model.ckpt", truncated_keras=truncated_keras,
                  truncated_checkpoint=truncated_checkpoint, foreign_keras=root / "foreign.keras",
-                 plain_torch_file=root / "plain.pt", foreign_checkpoint=root / "foreign.ckpt",
+                 plain_torch_file=root / "plain.pt", foreign_checkpoint=root / "foreign.ckpt", **untrusted,
                  bad_key_config=write_config_with(root / "bad-key.yaml", "hyperparameters", "learnin_rate", 0.01),
                  bad_type_config=write_config_with(root / "bad-type.yaml", "hyperparameters", "batch_size", "big"),
                  missing_column_dir=missing_column_dir, empty_raw_dir=empty_raw_dir)
+
+
+class _OpenOnUnpickle:
+    """Unpickling this calls open(marker, "w"): the harmless stand-in for code a crafted file would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def write_untrusted_models(root: Path, healthy: Path) -> dict[str, Path]:
+    """Models that load but must not be answered from, and a checkpoint that runs code when unpickled."""
+    import keras
+    import numpy as np
+    import torch
+
+    from data.vocab import BOOK_VOCABULARIES, Vocabularies
+
+    shifted = Vocabularies(dict(BOOK_VOCABULARIES.values, year=tuple(range(2015, 2021))))
+    shifted.save(root / "shifted-vocabulary.json")
+    nan_dir = root / "nan-model"
+    nan_dir.mkdir()
+    model = keras.models.load_model(str(healthy / "model.keras"))
+    output = model.get_layer("output")
+    output.set_weights([output.get_weights()[0], np.full_like(output.get_weights()[1], np.nan)])
+    model.save(str(nan_dir / "model.keras"))
+    BOOK_VOCABULARIES.save(nan_dir / "vocabulary.json")
+    checkpoint = torch.load(healthy / "model.ckpt", map_location="cpu", weights_only=True)
+    checkpoint["state_dict"]["net.output.bias"] = torch.full_like(checkpoint["state_dict"]["net.output.bias"],
+                                                                  float("nan"))
+    torch.save(checkpoint, nan_dir / "model.ckpt")
+    checkpoint = torch.load(healthy / "model.ckpt", map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["vocab_sizes"]["year"] = 10 ** 10
+    torch.save(checkpoint, root / "huge.ckpt")
+    payload_dir = root / "payload-out"
+    payload_dir.mkdir()
+    marker = payload_dir / "code-ran"
+    torch.save({"state_dict": {}, "hyper_parameters": _OpenOnUnpickle(marker)}, root / "payload.ckpt")
+    return {"shifted_vocabulary": root / "shifted-vocabulary.json", "nan_keras_model": nan_dir / "model.keras",
+            "nan_checkpoint": nan_dir / "model.ckpt", "huge_checkpoint": root / "huge.ckpt",
+            "payload_checkpoint": root / "payload.ckpt", "payload_marker": marker}
 
 
 def interrupted_run_dir(files: Files, framework: str, name: str, *, vocabulary, corrupt: str | None) -> Path:
@@ -229,7 +286,15 @@ def build_cases(files: Files) -> list[Case]:
             Case(f"{framework}-score-another-model", module, [flag, str(foreign), *trip()], (str(foreign),)),
             Case(f"{framework}-score-older-vocabulary", module,
                  [flag, str(old), "--vocabulary", str(files.current_vocabulary), *trip()],
-                 ("vocabulary does not fit", str(old), "year")),
+                 ("differs from the vocabulary saved with the model", str(old.parent), "year")),
+            # Same sizes, other values: 2020 would be scored as 2019.
+            Case(f"{framework}-score-other-vocabulary", module,
+                 [flag, str(healthy), "--vocabulary", str(files.shifted_vocabulary), *trip()],
+                 ("--vocabulary", str(files.shifted_vocabulary), "differs from the vocabulary saved with the model",
+                  "year")),
+            Case(f"{framework}-score-nan-model", module,
+                 [flag, str(files.nan_keras_model if framework == "keras" else files.nan_checkpoint), *trip()],
+                 ("p(delay) = nan", "not a probability in [0, 1]")),
         ]
     # lightning_impl.score given a Keras file and a checkpoint of another LightningModule.
     cases += [
@@ -240,6 +305,15 @@ def build_cases(files: Files) -> list[Case]:
              (str(files.foreign_checkpoint), "not a streetcar model checkpoint")),
         Case("keras-score-checkpoint-file", "keras_impl.score",
              ["--model", str(files.lightning_checkpoint), *trip()], (str(files.lightning_checkpoint), ".ckpt")),
+        # Checked against the saved weights before the network is built (it would allocate 400 GB).
+        Case("lightning-score-huge-vocab-sizes", "lightning_impl.score",
+             ["--checkpoint", str(files.huge_checkpoint), *trip()],
+             (str(files.huge_checkpoint), "vocab_sizes.year = 10000000000", "(6, 10)")),
+        # An explicit torch.load(weights_only=True) wins over the variable that forces full unpickling.
+        Case("lightning-score-pickle-payload", "lightning_impl.score",
+             ["--checkpoint", str(files.payload_checkpoint), *trip()],
+             ("refused checkpoint", str(files.payload_checkpoint), "could run code"),
+             empty=(files.payload_marker.parent,), env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
     ]
 
     convert_out = files.root / "convert-out"
@@ -264,6 +338,13 @@ def build_cases(files: Files) -> list[Case]:
         Case("convert-plain-torch-file", convert, ["--lightning", str(files.plain_torch_file), "--out",
                                                    str(convert_out / "f.keras")],
              (str(files.plain_torch_file),), empty=(convert_out,)),
+        Case("convert-pickle-payload", convert, ["--lightning", str(files.payload_checkpoint), "--out",
+                                                 str(convert_out / "g.keras")],
+             ("refused checkpoint", str(files.payload_checkpoint)), empty=(convert_out, files.payload_marker.parent),
+             env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}),
+        Case("convert-huge-vocab-sizes", convert, ["--lightning", str(files.huge_checkpoint), "--out",
+                                                   str(convert_out / "h.keras")],
+             ("vocab_sizes.year = 10000000000",), empty=(convert_out,)),
     ]
 
     for framework in ("keras", "lightning"):
@@ -281,6 +362,10 @@ def build_cases(files: Files) -> list[Case]:
                  ("ttc-streetcar-delay-data-2014.xlsx", "missing column 'Route'", "required:"), empty=(out_dir,)),
             Case(f"{framework}-train-empty-raw-folder", module, ["--raw-dir", str(files.empty_raw_dir), *common],
                  ("no raw workbooks found", str(files.empty_raw_dir)), empty=(out_dir,)),
+            # One row cannot fill train, valid and test (Lightning used to train nothing and exit 0).
+            Case(f"{framework}-train-sample-rows-1", module, [*common, "--sample-rows", "1"],
+                 ("--sample-rows 1", "split(s) empty", "at least one row in each of train, valid and test"),
+                 empty=(out_dir,), needs_real_data=True, progress_prefix="[data] "),
         ]
         corrupt_dir = interrupted_run_dir(files, framework, f"{framework}-corrupt-run",
                                           vocabulary=BOOK_VOCABULARIES, corrupt="truncated")
@@ -319,13 +404,15 @@ def build_cases(files: Files) -> list[Case]:
 CASE_NAMES = [
     *(f"{framework}-score-{mistake}" for framework in ("keras", "lightning")
       for mistake in ("unknown-route", "unknown-direction", "hour-24", "hour-negative", "year-2021", "missing-file",
-                      "corrupt-file", "another-model", "older-vocabulary")),
+                      "corrupt-file", "another-model", "older-vocabulary", "other-vocabulary", "nan-model")),
     "lightning-score-keras-file", "lightning-score-foreign-checkpoint", "keras-score-checkpoint-file",
+    "lightning-score-huge-vocab-sizes", "lightning-score-pickle-payload",
     "convert-missing-keras", "convert-corrupt-keras", "convert-another-keras-model", "convert-older-vocabulary",
-    "convert-corrupt-checkpoint", "convert-plain-torch-file",
+    "convert-corrupt-checkpoint", "convert-plain-torch-file", "convert-pickle-payload", "convert-huge-vocab-sizes",
     *(f"{framework}-{mistake}" for framework in ("keras", "lightning")
       for mistake in ("train-config-unknown-key", "train-config-wrong-type", "train-missing-column",
-                      "train-empty-raw-folder", "resume-corrupt-checkpoint", "resume-older-vocabulary",
+                      "train-empty-raw-folder", "train-sample-rows-1", "resume-corrupt-checkpoint",
+                      "resume-older-vocabulary",
                       "resume-not-a-run-dir")),
     "prepare-config-unknown-key", "prepare-config-wrong-type", "prepare-missing-column", "prepare-empty-raw-folder",
 ]
@@ -341,7 +428,8 @@ def outcomes(files):
     runnable = [case for case in cases.values() if real_data_available() or not case.needs_real_data]
     with ThreadPoolExecutor(PARALLEL_PROCESSES) as pool:
         completed = dict(zip((case.name for case in runnable),
-                             pool.map(lambda case: run_cli(case.module, case.arguments, timeout=300), runnable)))
+                             pool.map(lambda case: run_cli(case.module, case.arguments, env=case.env, timeout=300),
+                                      runnable)))
     return {name: (case, completed.get(name)) for name, case in cases.items()}
 
 

@@ -248,3 +248,11 @@ def test_json_safe_values() -> None:
         "nan", "inf", "-inf", None, 0.7316]
     table = format_table(replay([0.5], "val_accuracy", "max", 0))
     assert "agree: yes" in table
+
+
+def test_main_refuses_a_monitor_the_trainers_do_not_log(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--monitor", "foo", "--mode", "max", "--patience", "1", "--values", "1,2"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "--monitor 'foo'" in lines[0]
+    assert "valid: loss, accuracy, recall, val_loss, val_accuracy, val_recall" in lines[0]

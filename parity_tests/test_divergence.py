@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parity_tests.reliability_support import TRAINERS, canonical_best_weights, run_json, write_config
+from parity_tests.reliability_support import TRAINERS, canonical_best_weights, run_cli, run_json, write_config
 
 NAN_EPOCH = 3            # 0-based: the 4th epoch diverges
 SAMPLE_ROWS = 50000
@@ -115,7 +115,7 @@ def test_lightning_check_finite_misses_a_nan_loss_when_monitoring_accuracy(synth
     trainer.fit(module, datamodule=datamodule)
     assert math.isnan(module.history["loss"][2])
     assert trainer.current_epoch == 4 and not stopping.stopped_epoch  # check_finite never fired
-    saved = torch.load(best.best_model_path, map_location="cpu", weights_only=False)
+    saved = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
     assert saved["epoch"] >= 2 and torch.isnan(saved["state_dict"]["net.output.bias"]).all()
 
 
@@ -189,3 +189,22 @@ def test_nan_without_early_stopping_keeps_the_last_finite_model(framework, confi
     assert all(np.isfinite(array).all() for array in kept.values())
     # The kept model is a trained one, not the NaN one: it predicts some delays on the test split.
     assert result["test"]["true_positives"] + result["test"]["confusion_matrix"][0][1] > 0
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["keras", "lightning"])
+def test_a_diverged_first_epoch_is_one_line_and_leaves_no_run_folder(framework, tmp_path):
+    """The first epoch diverges with early stopping on: no finite model exists (issue 18, finding 5)."""
+    arguments = ["--experiment", "5", "--sample-rows", 20000, "--epochs", 3, "--patience", 2, "--out-dir", tmp_path]
+    if framework == "lightning":
+        arguments += ["--accelerator", "cpu"]
+    completed = run_cli(TRAINERS[framework], arguments, env={"STREETCAR_FAULT_NAN_AT_EPOCH": "0"})
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    assert "Traceback" not in completed.stderr, completed.stderr[-3000:]
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [completed.stderr.strip().splitlines()[-1]]
+    assert errors[0].startswith("error: training diverged in its first epoch (stopped: non-finite loss at epoch 1")
+    assert errors[0].endswith("so no finite model exists and the run folder was removed; "
+                              "lower hyperparameters.learning_rate")
+    assert list(tmp_path.iterdir()) == []

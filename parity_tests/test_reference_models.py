@@ -95,7 +95,7 @@ def lightning_networks(converted_checkpoints) -> dict:
 
     networks = {}
     for name, checkpoint in converted_checkpoints.items():
-        classifier = StreetcarClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu")
+        classifier = StreetcarClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
         classifier.eval()
         networks[name] = classifier.net
     return networks

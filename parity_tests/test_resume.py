@@ -12,7 +12,11 @@ would lose - and the test kills it from outside:
 
     kill -9 (keras and lightning)        nothing can be caught; the last checkpoint must be whole
     SIGTERM (lightning)                  Lightning's own handler: exit 143 with a resume hint
-    SIGINT  (lightning)                  Ctrl-C: exit 130 with a resume hint
+    SIGINT  (lightning)                  Ctrl-C: exit 130 with a resume hint (printed once)
+
+test_ctrl_c_while_testing_says_so_once_and_the_resume_only_tests: Ctrl-C
+while the kept model is tested (STREETCAR_FAULT_PAUSE_AT=test) ends with one
+line and exit 130; the resume trains nothing and tests the recorded model.
 
 `--resume RUN_DIR` then continues in the same directory and must end with
 the same stopped epoch, the same best epoch, the same history (every figure
@@ -103,6 +107,7 @@ def test_killed_run_resumes_to_the_same_outcome(framework, signal_name, config_p
     if signal_name != "SIGKILL":
         last_line = output.strip().splitlines()[-1]
         assert f"--resume {run_dir}" in last_line and signal_name in last_line, last_line
+        assert output.count("--resume") == 1, f"the resume line is printed more than once:\n{output[-3000:]}"
         assert "Traceback" not in output, output[-3000:]
 
     resumed = run_json(module, ["--resume", run_dir])
@@ -125,3 +130,36 @@ def test_killed_run_resumes_to_the_same_outcome(framework, signal_name, config_p
     # A finished run is never resumed (so never overwritten).
     again = run_cli(module, ["--resume", run_dir])
     assert again.returncode == 2 and "already finished" in again.stderr, again.stderr[-2000:]
+
+
+# Experiment 3 keeps the final model (no early stopping): the resume must test that one, from
+# last.ckpt / model.keras; parity_tests/test_kill_anywhere.py covers the best checkpoint of experiment 5.
+TEST_PHASE_ARGUMENTS = ["--experiment", "3", "--sample-rows", "20000", "--epochs", "2"]
+
+
+@pytest.mark.parametrize("framework", ["keras", "lightning"])
+def test_ctrl_c_while_testing_says_so_once_and_the_resume_only_tests(framework, tmp_path):
+    """SIGINT in the test phase: one line, exit 130, a resume hint; the resume trains nothing and finishes."""
+    out_dir, marker, log = tmp_path / "runs", tmp_path / "paused", tmp_path / "interrupted.log"
+    module = TRAINERS[framework]
+    process = start_cli(module, [*TEST_PHASE_ARGUMENTS, "--out-dir", out_dir, "--json"],
+                        env={"STREETCAR_FAULT_PAUSE_AT": "test", "STREETCAR_FAULT_MARKER": str(marker)}, log=log)
+    pid = wait_for_marker(process, marker, log)
+    status, output = interrupt(process, pid, signal.SIGINT, log)
+    run_dir = only_run_dir(out_dir)
+
+    assert status == 128 + signal.SIGINT, output[-3000:]
+    assert output.strip().splitlines()[-1] == (
+        f"interrupted by SIGINT while testing the kept model; training is over and saved; finish the run with: "
+        f"python -m {module} --resume {run_dir}")
+    assert output.count("--resume") == 1 and "Traceback" not in output, output[-3000:]
+    assert not (run_dir / "result.json").exists()
+    recorded = json.loads((run_dir / "training_stopped.json").read_text())
+
+    resumed = run_cli(module, ["--resume", run_dir, "--json"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "training had already ended" in resumed.stderr and "Epoch 1/2" not in resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["history"] == recorded["history"] and result["epochs_run"] == recorded["epochs_run"] == 2
+    assert result["stop_reason"] == recorded["stop_reason"] == "completed: 2 of 2 epoch(s)"
+    assert recorded["kept_model"] == ("model.keras" if framework == "keras" else "checkpoints/last.ckpt")

@@ -263,7 +263,8 @@ def test_transfer_through_saved_files(tmp_path, parity_rows):
 
     summary = convert.keras_to_lightning(keras_dir / "model.keras", tmp_path / "model.ckpt")
     assert summary["verify_max_abs_diff"] <= INFERENCE_ATOL
-    classifier = StreetcarClassifier.load_from_checkpoint(str(tmp_path / "model.ckpt"), map_location="cpu")
+    classifier = StreetcarClassifier.load_from_checkpoint(str(tmp_path / "model.ckpt"), map_location="cpu",
+                                                          weights_only=True)
     assert classifier.hparams.output_activation == "hard_sigmoid" and classifier.hparams.dropout_rate == 0.0003
     assert classifier.hparams.vocabularies == BOOK_VOCABULARIES.to_json_dict()
     compare_weight_dicts(lightning_weights(classifier.net), weights, atol=EXACT, name=".keras -> .ckpt")

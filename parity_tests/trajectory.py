@@ -214,7 +214,7 @@ def load_lightning_net(checkpoint: str | Path):
     """The StreetcarNet of a Lightning checkpoint, on the CPU, in eval mode."""
     from lightning_impl.system import StreetcarClassifier
 
-    module = StreetcarClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=False)
+    module = StreetcarClassifier.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     return module.net.eval()
 
 

@@ -130,7 +130,11 @@ def bad_files(saved_model, tmp_path_factory):
     ({"--model": "{tmp}/corrupt/model.keras"}, "error: cannot load model {tmp}/corrupt/model.keras: not a .keras zip"),
     ({"--model": "{tmp}/no_vocabulary/model.keras"}, "error: no vocabulary.json beside"),
     ({"--vocabulary": "{tmp}/broken_vocabulary.json"}, "error: {tmp}/broken_vocabulary.json: corrupt vocabulary file"),
-    ({"--vocabulary": "{tmp}/fewer_routes.json", "--route": "304"}, "error: the vocabulary does not fit model"),
+    ({"--model": "{tmp}/no_vocabulary/model.keras", "--vocabulary": "{tmp}/fewer_routes.json", "--route": "304"},
+     "error: the vocabulary does not fit model"),
+    # The run's own vocabulary.json is beside the model: another one is refused, whatever its sizes.
+    ({"--vocabulary": "{tmp}/fewer_routes.json", "--route": "304"},
+     "error: --vocabulary {tmp}/fewer_routes.json differs from the vocabulary saved with the model"),
 ])
 def test_bad_input_is_one_line_and_exit_2(saved_model, bad_files, capsys, change, expected):
     arguments = {"--model": str(saved_model), "--route": "501", "--direction": "e", "--date": "2019-06-21",

@@ -255,7 +255,7 @@ def test_resume_from_last_checkpoint_stops_like_the_uninterrupted_run(tmp_path: 
     first = project_callbacks(tmp_path / "run", patience=3)
     assert fit(KERAS_DOC_LOSSES, first.as_list(), tmp_path / "run", max_epochs=5) == [0, 1, 2, 3, 4]
     last = first.last_checkpoint_path
-    saved = torch.load(last, map_location="cpu", weights_only=False)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["epoch"] == 4
     state = saved["callbacks"][first.early_stopping.state_key]
     assert (state["wait_count"], float(state["best_score"])) == (2, 8.0)

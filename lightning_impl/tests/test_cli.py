@@ -121,12 +121,17 @@ def test_bad_checkpoints_are_one_line_and_exit_2(checkpoint, tmp_path, capsys):
     torch.save({"state_dict": {"layer.weight": torch.zeros(2)}, "hyper_parameters": {"lr": 0.1}}, foreign)
     wrong_weights = tmp_path / "wrong.ckpt"
     content = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-    content["state_dict"]["net.embeddings.hour.weight"] = torch.zeros(25, 10)
+    content["state_dict"]["net.output.weight"] = torch.zeros(1, 71)
     torch.save(content, wrong_weights)
+    # Hyperparameters that do not describe the saved embeddings are refused before the model is built.
+    wrong_sizes = tmp_path / "wrong-sizes.ckpt"
+    content["state_dict"]["net.embeddings.hour.weight"] = torch.zeros(25, 10)
+    torch.save(content, wrong_sizes)
     for path, message in ((tmp_path / "missing.ckpt", "checkpoint not found"),
                           (truncated, "cannot read checkpoint"),
                           (foreign, "not a streetcar model checkpoint"),
-                          (wrong_weights, "weights do not fit")):
+                          (wrong_weights, "weights do not fit"),
+                          (wrong_sizes, "vocab_sizes.hour = 24 does not match the saved embedding weights hour")):
         assert run_main(score.main, ["--checkpoint", str(path), *TRIP_ARGUMENTS]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], lines
