@@ -17,9 +17,10 @@ the mean training loss, val_loss and val_accuracy in both.
 
 --activation and --precision take comma lists; every combination is one
 setting.  With --out-dir each finished setting is stored as
-divergence-<setting>.json, a rerun skips those (the full study can be run in
-parts), and divergence.json / divergence.md / divergence.png are written
-from all stored settings.  Progress goes to stderr (a bar over updates);
+divergence-runs/<setting>.json (with its per-update series; git ignores the
+folder), a rerun skips those (the full study can be run in parts), and
+divergence.json / divergence.md / divergence.png are written from all
+stored settings.  Progress goes to stderr (a bar over updates);
 --json prints the summary on stdout.
 """
 
@@ -110,11 +111,34 @@ def summarize(setting: Setting, run: Mapping[str, Any], updates_per_epoch: int, 
         "largest_loss_difference_before_first_split": float(delta[:split].max()) if split else None,
         "largest_logit_difference_before_first_split": (float(max(updates["largest_logit_difference"][:split]))
                                                         if split else None),
+        "median_logit_difference_first_epoch": first_epoch_median(updates["logit_difference"], updates_per_epoch),
+        "median_output_gradient_difference_first_epoch": first_epoch_median(updates["output_gradient_difference"],
+                                                                            updates_per_epoch),
+        "output_gradient_amplification": amplification(updates, updates_per_epoch),
         "loss_difference_per_update": [float(f"{value:.3g}") for value in delta],
+        "logit_difference_per_update": [float(f"{value:.3g}") for value in updates["logit_difference"]],
+        "output_gradient_difference_per_update": [float(f"{value:.3g}")
+                                                  for value in updates["output_gradient_difference"]],
         "rows_on_different_sides_per_update": [int(count) for count in updates["different_sides"]],
         "seconds": round(seconds, 1),
     }
     return summary
+
+
+def first_epoch_median(values: Sequence[float], updates_per_epoch: int) -> float:
+    return float(np.median(values[:updates_per_epoch]))
+
+
+def amplification(updates: Mapping[str, Sequence[float]], updates_per_epoch: int) -> float | None:
+    """Median over the first epoch's updates of (relative output-gradient difference / relative logit difference).
+
+    How much the loss's derivative magnifies a difference between the two frameworks' logits: about 1
+    for a well-conditioned output, far more where a small logit difference moves a row's gradient a lot.
+    """
+    pairs = [(gradient, logit) for gradient, logit in zip(updates["output_gradient_difference"][:updates_per_epoch],
+                                                          updates["logit_difference"][:updates_per_epoch])
+             if logit > 0.0]
+    return float(np.median([gradient / logit for gradient, logit in pairs])) if pairs else None
 
 
 def run_setting(setting: Setting, dataset, epochs: int) -> dict[str, Any]:
@@ -132,8 +156,11 @@ def run_setting(setting: Setting, dataset, epochs: int) -> dict[str, Any]:
     return summarize(setting, run, updates_per_epoch, time.perf_counter() - started)
 
 
+SETTINGS_FOLDER = "divergence-runs"   # one JSON per finished setting, with the per-update series (not committed)
+
+
 def setting_path(out_dir: Path, name: str) -> Path:
-    return out_dir / f"divergence-{name}.json"
+    return out_dir / SETTINGS_FOLDER / f"{name}.json"
 
 
 def load_dataset(args: argparse.Namespace):
@@ -165,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results[setting.name] = summary
         say(describe(summary))
         if stored is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            stored.parent.mkdir(parents=True, exist_ok=True)
             write_json(stored, summary)
     if out_dir is not None:
         from parity_tests.divergence_page import write_page

@@ -183,6 +183,29 @@ def sides(logits: np.ndarray, kink: float) -> np.ndarray:
     return np.where(logits >= kink, 1, np.where(logits <= -kink, -1, 0))
 
 
+KERAS_EPSILON = 1e-7   # Keras clips probabilities to [epsilon, 1 - epsilon] in binary_crossentropy
+
+
+def output_gradient(logits: np.ndarray, target: np.ndarray, weight: np.ndarray, activation: str) -> np.ndarray:
+    """dLoss/dlogit per row, in float64, from a framework's logits: how the loss turns a logit into a step.
+
+    Keras's clipped binary cross-entropy on the activation's output (sigmoid: from the logits).  For a
+    delay row (y = 1) on hard_sigmoid's slope the derivative is -w / (6 p N): near the lower kink p is
+    tiny, so a tiny difference in the logit becomes a large difference in the gradient.
+    """
+    count = len(logits)
+    if activation == "sigmoid":
+        return weight * (1.0 / (1.0 + np.exp(-logits)) - target) / count
+    if activation == "hard_sigmoid":
+        probability, slope, inside = (logits + 3.0) / 6.0, 1.0 / 6.0, np.abs(logits) < 3.0
+    else:                                                          # hard_sigmoid_keras2
+        probability, slope, inside = 0.2 * logits + 0.5, 0.2, np.abs(logits) <= 2.5
+    clipped = np.clip(probability, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+    passes = inside & (clipped == probability)
+    derivative = weight * (-target / clipped + (1.0 - target) / (1.0 - clipped)) / count
+    return np.where(passes, derivative * slope, 0.0)
+
+
 def compare_update(keras_logits: np.ndarray, torch_logits: np.ndarray, kink: float | None,
                    near: float) -> tuple[int, int, float]:
     """(rows within `near` of ±kink in either framework, rows on different sides, largest |Δlogit|)."""
@@ -204,7 +227,7 @@ def train_in_lockstep(setting: Setting, dataset: Any, weights: Mapping[str, np.n
         keras_side = KerasSide(setting, dataset.vocab_sizes, weights)
         torch_side = LightningSide(setting, dataset.vocab_sizes, weights)
         updates = {"keras_loss": [], "lightning_loss": [], "near_kink": [], "different_sides": [],
-                   "largest_logit_difference": []}
+                   "largest_logit_difference": [], "logit_difference": [], "output_gradient_difference": []}
         epochs_out = []
         for epoch in range(epochs):
             order = epoch_permutation(len(train_y), setting.seed, epoch)
@@ -215,6 +238,12 @@ def train_in_lockstep(setting: Setting, dataset: Any, weights: Mapping[str, np.n
                 keras_logits, keras_loss = keras_side.logits_and_loss(features, target, weight)
                 torch_logits, torch_loss = torch_side.logits_and_loss(features, target, weight)
                 near_count, different, largest = compare_update(keras_logits, torch_logits, kink, near)
+                keras_gradient = output_gradient(keras_logits, target, weight, setting.activation)
+                torch_gradient = output_gradient(torch_logits, target, weight, setting.activation)
+                updates["output_gradient_difference"].append(
+                    float(np.abs(keras_gradient - torch_gradient).sum() / max(np.abs(keras_gradient).sum(), 1e-300)))
+                updates["logit_difference"].append(
+                    float(np.abs(keras_logits - torch_logits).sum() / max(np.abs(keras_logits).sum(), 1e-300)))
                 updates["near_kink"].append(near_count)
                 updates["different_sides"].append(different)
                 updates["largest_logit_difference"].append(largest)

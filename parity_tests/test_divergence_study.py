@@ -50,7 +50,7 @@ def test_the_cli_measures_writes_and_resumes(tmp_path, capsys):
     assert divergence.main(arguments) == 0
     summary = json.loads(capsys.readouterr().out)["hard_sigmoid-float32"]
     assert summary["updates"] == summary["updates_per_epoch"] == 13  # 12,0xx training rows, batch 1000
-    stored = json.loads((tmp_path / "divergence-hard_sigmoid-float32.json").read_text(encoding="utf-8"))
+    stored = json.loads((tmp_path / "divergence-runs" / "hard_sigmoid-float32.json").read_text(encoding="utf-8"))
     differences = stored["loss_difference_per_update"]
     assert len(differences) == 13 and max(differences) == pytest.approx(summary["largest_loss_difference"], rel=1e-2)
     # 13 updates from one set of weights: the two frameworks agree to float32 rounding.
@@ -81,13 +81,21 @@ def test_the_mechanism_is_claimed_only_when_the_numbers_show_it():
     shown = {"hard_sigmoid-float32": fake("hard_sigmoid-float32", 3.0, 40, 31, 2e-7),
              "sigmoid-float32": fake("sigmoid-float32", None, None, None, None)}
     assert divergence_page.shows_kink_mechanism(shown)
-    assert divergence_page.mechanism_paragraph(shown)[0].startswith("**Mechanism (from the numbers above).**")
+    assert divergence_page.mechanism_paragraph(shown)[0].startswith("**Crossing the kink (from the numbers above).**")
     parted_first = dict(shown, **{"hard_sigmoid-float32": fake("hard_sigmoid-float32", 3.0, 20, 31, 2e-7)})
     smooth_parted = dict(shown, **{"sigmoid-float32": fake("sigmoid-float32", None, 60, None, None)})
     drifted_before = dict(shown, **{"hard_sigmoid-float32": fake("hard_sigmoid-float32", 3.0, 40, 31, 3e-4)})
     for numbers in (parted_first, smooth_parted, drifted_before, {"sigmoid-float32": shown["sigmoid-float32"]}):
         assert not divergence_page.shows_kink_mechanism(numbers)
-        assert "no mechanism is claimed" in divergence_page.mechanism_paragraph(numbers)[0]
+        assert "none is claimed" in divergence_page.mechanism_paragraph(numbers)[0]
+    amplified = {name: dict(summary, output_gradient_amplification=gain) for (name, summary), gain
+                 in zip(drifted_before.items(), (900.0, 1.2))}
+    assert divergence_page.shows_amplification_mechanism(amplified)
+    paragraph = divergence_page.mechanism_paragraph(amplified)[0]
+    assert "at least 900 times larger" in paragraph and "at most 1.2" in paragraph
+    assert not divergence_page.shows_amplification_mechanism(
+        {name: dict(summary, output_gradient_amplification=gain) for (name, summary), gain
+         in zip(drifted_before.items(), (1.1, 1.2))})
     sentence = divergence_page.setting_sentence(shown["hard_sigmoid-float32"])
     assert "first differed by more than 1e-4 at update 40 (epoch 1)" in sentence
     assert "first row on different sides of ±3 came at update 31, and until then the losses differed by at most " \
