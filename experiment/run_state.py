@@ -39,7 +39,7 @@ import os
 from pathlib import Path
 from typing import IO, Any, Mapping
 
-from experiment.artifacts import write_bytes_atomic
+from data.atomic import write_atomic
 
 STOPPED_FILE = "training_stopped.json"
 LOCK_FILE = ".run.lock"
@@ -92,7 +92,7 @@ def record_stopped(run_dir: str | Path, outcome: Mapping[str, Any]) -> Path:
     payload["kept_model"] = path_in_run(run_dir, outcome["kept_model"])
     payload["history"] = {key: [float(value) for value in values] for key, values in outcome["history"].items()}
     text = json.dumps(payload, indent=1, allow_nan=True)
-    return write_bytes_atomic(Path(run_dir) / STOPPED_FILE, text.encode("utf-8"))
+    return write_atomic(Path(run_dir) / STOPPED_FILE, text)
 
 
 def read_stopped(run_dir: str | Path, epochs: int | None = None) -> dict[str, Any] | None:

@@ -47,7 +47,7 @@ EPOCHS = 8
 PATIENCE = 1
 LEARNING_RATE = 0.03
 BATCH_SIZE = 1000                 # configs/streetcar.yaml hyperparameters.batch_size
-LIGHTNING_STEPS_PER_EXECUTION = 8  # lightning_impl.train.DEFAULT_STEPS_PER_EXECUTION: batches per training step
+LIGHTNING_STEPS_PER_EXECUTION = 1  # the plain engine (lightning.engine default): one batch per training step
 BATCH_KILLS = 5
 PHASE_KILLS = ("fit-ended", "stopped", "test", "tested", "written")  # experiment.reliability.PHASES, in order
 KILL_SEED = 18
@@ -66,7 +66,7 @@ def trainer_arguments(framework: str, config_path: Path, out_dir: Path) -> list[
 
 
 def steps_per_epoch(framework: str, train_rows: int) -> int:
-    """The training steps a kill point counts: Keras batches, Lightning steps of 8 batches."""
+    """The training steps a kill point counts: Keras batches, Lightning training steps (one batch each)."""
     batches = ceil(train_rows / BATCH_SIZE)
     return ceil(batches / LIGHTNING_STEPS_PER_EXECUTION) if framework == "lightning" else batches
 
