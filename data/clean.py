@@ -1,4 +1,4 @@
-"""Cleaning rules (SPEC §3): typed columns, valid routes and directions, counted drops.
+"""Cleaning rules: typed columns, valid routes and directions, counted drops.
 
     from data.clean import clean_records
     kept, dropped = clean_records(raw, drop_bad_vehicles=False)
@@ -49,7 +49,7 @@ from data.dates import describe_rows, find_date_outliers, map_distinct, parse_re
 
 VALID_ROUTES: tuple[int, ...] = (301, 304, 306, 310, 501, 502, 503, 504, 505, 506, 509, 510, 511, 512)
 VALID_DIRECTIONS: tuple[str, ...] = ("b", "e", "n", "s", "w")
-# Inclusive (first, last) number ranges of the TTC fleet (SPEC §3): streetcars, then buses.
+# Inclusive (first, last) number ranges of the TTC fleet, as the book checks them: streetcars, then buses.
 VALID_VEHICLE_RANGES: tuple[tuple[int, int], ...] = (
     (4000, 4005), (4010, 4199), (4200, 4251), (4900, 4900), (4400, 4400), (4402, 4507),
     (1000, 1149), (2000, 2110), (2150, 2155), (2240, 2485), (2600, 2619), (2700, 2765),
@@ -173,7 +173,7 @@ def coalesce_minutes(frame: pd.DataFrame, primary: str, fallback: str) -> pd.Ser
 
 
 def clean_records(raw: pd.DataFrame, *, drop_bad_vehicles: bool = False, today: dt.date | None = None) -> CleanResult:
-    """Apply SPEC §3 to the frame from data.load; return the kept rows and the drop counts.
+    """Apply the cleaning rules to the frame from data.load; return the kept rows and the drop counts.
 
     Kept rows have typed columns: `Report Date` (datetime64, midnight),
     `hour` (int64 0-23), `Route` (int64), `Direction` (one of VALID_DIRECTIONS),

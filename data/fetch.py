@@ -50,7 +50,7 @@ from data.paths import DEFAULT_RAW_DIR
 DEFAULT_PORTAL = "https://ckan0.cf.opendata.inter.prod-toronto.ca"
 PACKAGE_ID = "ttc-streetcar-delay-data"
 CATALOGUE_PAGE = "https://open.toronto.ca/dataset/ttc-streetcar-delay-data/"
-DEFAULT_YEARS = tuple(range(2014, 2020))  # the six workbooks SPEC §2 describes
+DEFAULT_YEARS = tuple(range(2014, 2020))  # the six workbooks data/tests/test_real_data.py counts
 WORKBOOK_FORMATS = ("xlsx", "xls")
 TIMEOUT_SECONDS = 60
 # The six real workbooks are 0.6-2.1 MB; 64 MiB leaves room for growth and stops a runaway body.

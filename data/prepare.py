@@ -7,7 +7,7 @@
     from data.prepare import load_prepared
     dataset = load_prepared()                      # ~0.3 s from the cache, a few seconds cold
 
-The pipeline (SPEC §2-§4): find the workbooks (data.paths) -> read every sheet
+The pipeline: find the workbooks (data.paths) -> read every sheet
 (data.load) -> clean, counting every dropped row by reason (data.clean) -> one
 row per (date, hour, route, direction) slot with a 0/1 target (data.refactor)
 -> label-encode the seven columns of COLUMNS with sorted vocabularies
@@ -387,7 +387,7 @@ def finish_report(dataset: PreparedDataset, config: Config, raw_dir: Path, cache
     negatives, positives = (int(report["train_class_counts"]["0"]), int(report["train_class_counts"]["1"]))
     report["raw_dir"] = str(raw_dir)
     report["one_weight_offset"] = offset
-    # The book's balanced weight (SPEC §5); None when the train split has no delay at all.
+    # The book's balanced weight (data/dataset.py); None when the train split has no delay at all.
     report["one_weight"] = negatives / positives + offset if positives else None
     report["cache"] = dict(cache)
     return dataclasses.replace(dataset, report=report)

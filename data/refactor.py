@@ -1,4 +1,4 @@
-"""Refactor delay records into one row per (date, hour, route, direction) slot (SPEC §4).
+"""Refactor delay records into one row per (date, hour, route, direction) slot.
 
     from data.refactor import build_grid
     grid = build_grid(kept_records)                # ~2.86 M rows for 2014-01-01 .. 2019-10-31

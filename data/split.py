@@ -8,7 +8,7 @@ Both proportions are shares of ALL rows: test = test_proportion x n, valid =
 valid_proportion x n, train = the rest; the config's 0.2 / 0.2 gives the
 60 / 20 / 20 split the project promises.  (The book's two train_test_split
 calls - testproportion 0.2, then 0.2 "of the rest" - give 64 / 16 / 20;
-SPEC §4 says 60/20/20 overall, which only shares of all rows can give.)
+60 / 20 / 20 overall is what only shares of all rows can give.)
 
 Sizes follow scikit-learn's rounding: each held-out part is
 ceil(proportion x rows).  The rows are drawn from one NumPy PCG64 permutation

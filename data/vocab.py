@@ -1,7 +1,7 @@
 """Stable vocabularies: the encoding a model is trained with, saved beside it.
 
 Each of the seven columns is label-encoded to 0..n-1 in sorted order of its
-values (scikit-learn LabelEncoder semantics, SPEC §4): Route 301 -> 0 ... 512
+values (scikit-learn LabelEncoder semantics): Route 301 -> 0 ... 512
 -> 13, Direction b, e, n, s, w -> 0..4, year 2014 -> 0.  The vocabulary is
 written as JSON next to every trained model so that a trip typed in by a person
 tomorrow is encoded exactly as the training rows were, and a value the model
@@ -97,7 +97,7 @@ def _plain(value: Any) -> Any:
 
 def encode_trip(vocabularies: Vocabularies, *, route: int, direction: str,
                 date: str | dt.date, hour: int) -> dict[str, int]:
-    """One human trip -> {column: code}, the book's one-off scoring input (SPEC §7).
+    """One human trip -> {column: code}, the book's one-off scoring input (keras_impl/score.py).
 
     Raises ValueError naming the bad field and listing what is valid: an
     unknown route or direction, an hour outside 0-23, an unparseable date or a
@@ -120,8 +120,8 @@ def encode_trip(vocabularies: Vocabularies, *, route: int, direction: str,
     return {column: int(vocabularies.encode(column, [value])[0]) for column, value in raw.items()}
 
 
-# The vocabularies of the real 2014-2019 data (SPEC §4, §9): what the book's
-# author trained the reference models with.  Used when a model arrives without
+# The vocabularies of the real 2014-2019 data: what the book's author trained
+# the reference models with (parity_tests/test_reference_models.py).  Used when a model arrives without
 # a saved vocabulary (the book-era .h5 files); a model trained here always
 # carries its own vocabulary.json.
 BOOK_VOCABULARIES = Vocabularies({

@@ -23,9 +23,11 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCS_DIR = PROJECT_ROOT / "docs"
 # The pages this project's guide owns; each may cite tests.
-PAGES = [DOCS_DIR / "differences.md", DOCS_DIR / "keras_vs_lightning.md"]
+PAGES = [DOCS_DIR / "differences.md", DOCS_DIR / "keras_vs_lightning.md", DOCS_DIR / "reliability.md"]
 # `parity_tests/test_x.py::test_name` (a parametrised id such as `[nan-first]` is not part of the match).
 TEST_REFERENCE = re.compile(r"(?P<path>[\w./-]+\.py)::(?P<name>\w+)")
+# docs/reliability.md shortens a second test of the same file to `::test_name`.
+SHORT_OR_FULL_REFERENCE = re.compile(r"(?P<path>[\w./-]+\.py)?::(?P<name>\w+)")
 TABLE_ROW = re.compile(r"^\| *(?P<number>\d+) *\|")
 
 
@@ -38,7 +40,13 @@ def defined_functions(path: Path) -> frozenset[str]:
 
 
 def references(page: Path) -> list[tuple[str, str]]:
-    return [(m.group("path"), m.group("name")) for m in TEST_REFERENCE.finditer(page.read_text(encoding="utf-8"))]
+    """(path, test name) of every reference; a bare `::name` belongs to the file named last before it."""
+    found, last_path = [], None
+    for match in SHORT_OR_FULL_REFERENCE.finditer(page.read_text(encoding="utf-8")):
+        last_path = match.group("path") or last_path
+        if last_path is not None:
+            found.append((last_path, match.group("name")))
+    return found
 
 
 def test_the_differences_page_cites_tests():
@@ -74,6 +82,9 @@ def test_reference_parsing(tmp_path: Path):
     page = tmp_path / "page.md"
     page.write_text("| 1 | x | `a/test_b.py::test_c` and `a/test_b.py::test_d` (ids [p-1]) |\n")
     assert references(page) == [("a/test_b.py", "test_c"), ("a/test_b.py", "test_d")]
+    page.write_text("`a/test_b.py::test_c`, `::test_d`; `e/test_f.py::test_g`, `::test_h`\n")
+    assert references(page) == [("a/test_b.py", "test_c"), ("a/test_b.py", "test_d"),
+                                ("e/test_f.py", "test_g"), ("e/test_f.py", "test_h")]
     source = tmp_path / "test_b.py"
     source.write_text("def test_c():\n    pass\n\nclass TestX:\n    def test_d(self):\n        pass\n")
     assert {"test_c", "test_d"} <= defined_functions(source)

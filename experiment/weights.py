@@ -70,7 +70,7 @@ def parameter_counts(vocab_sizes: Mapping[str, int], embedding_dim: int = 10) ->
     """total / trainable / non_trainable as Keras's model.summary() counts them.
 
     Non-trainable = BatchNorm moving mean and variance (140 on the real data);
-    total 1,341, trainable 1,201 on the real vocabularies (SPEC §5).
+    total 1,341, trainable 1,201 on the real vocabularies (keras_impl/tests/test_model.py).
     """
     shapes = expected_shapes(vocab_sizes, embedding_dim)
     sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}

@@ -5,7 +5,7 @@
     history = model.fit(..., callbacks=callbacks)
     best_epoch = keras_best_epoch(history.history[settings.monitor], settings.mode)
 
-What a run gets (CALLBACKS.md rows 1-8 compare each with Lightning's):
+What a run gets (docs/differences.md#callbacks compares each with Lightning's):
 
 * TensorBoard(log_dir=run_dir/"tensorboard") and CSVLogger(run_dir/"training_log.csv"),
   always: the book's TensorBoard, and an epoch log that survives a killed run.
@@ -131,14 +131,14 @@ def keras_best_epoch(values: Sequence[float], mode: str) -> int | None:
 #
 #   [NonFiniteGuard, FaultInjection?, <the book's set>, RunStateBackup]
 #
-# Keras calls callbacks in list order (CALLBACKS.md row 7a), so the guard sees
+# Keras calls callbacks in list order (keras/src/callbacks/callback_list.py), so the guard sees
 # every epoch first and the backup sees it last, after EarlyStopping,
 # ModelCheckpoint, ReduceLROnPlateau and CSVLogger have acted on it.
 
 BACKUP_DIR = "backup"
 BACKUP_METADATA_FILE = "training_metadata.json"   # Keras's own name for it
 BACKUP_WEIGHTS_PATTERN = "epoch-{epoch:04d}.weights.h5"
-# Callback state Keras keeps only in memory (CALLBACKS.md row 8 / note 5): the
+# Callback state Keras keeps only in memory (docs/differences.md row 29): the
 # attributes each stock callback resets in on_train_begin or never saves.
 CALLBACK_STATE_ATTRIBUTES = {
     "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch"),
@@ -227,7 +227,7 @@ class RunStateBackup(keras.callbacks.BackupAndRestore):
     model's weights with the optimizer's variables (model.save_weights) into
     latest.weights.h5, then {"epoch", "batch"} into training_metadata.json;
     on the next fit() it loads both and starts at that epoch.  What it loses
-    (CALLBACKS.md row 8, note 5; docs/differences.md):
+    (docs/differences.md rows 29 and 31):
 
     * EarlyStopping's wait / best / best_epoch / stopped_epoch (it resets in
       on_train_begin), ModelCheckpoint's best (in memory only, so the first

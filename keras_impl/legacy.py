@@ -2,7 +2,7 @@
 
 The book's author saved his streetcar models with Keras 2.2.4 as HDF5 files
 holding the architecture (`model_config` JSON) and the weights.  Two of them
-live in `../shared/reference/keras2-models/` (SPEC §9).  Importing them needs
+live in `../shared/reference/keras2-models/`, outside the project.  Importing them needs
 more care than `keras.models.load_model` gives:
 
 * **Column order.**  The book built its list of columns from a Python `set`,
@@ -18,7 +18,7 @@ more care than `keras.models.load_model` gives:
   Keras 3 defines it as relu6(x + 3) / 6 = clip(x/6 + 0.5, 0, 1).  The file
   only stores the *name* "hard_sigmoid", so Keras 3's `load_model` loads the
   file without complaint and silently computes different probabilities
-  (SPEC §8).  We map the Keras 2 name to our explicit "hard_sigmoid_keras2".
+  (docs/differences.md row 1).  We map the Keras 2 name to our explicit "hard_sigmoid_keras2".
 * **BatchNormalization.**  epsilon and momentum are read from each layer's
   config and must be the values our model is built with (1e-3, 0.99).
 
@@ -54,7 +54,7 @@ from data.dataset import COLUMNS
 from experiment.weights import BATCHNORM_FIELDS, check_weights
 
 # The values our BatchNormalization layers are built with (Keras defaults,
-# SPEC §8).  A legacy file with other values cannot be represented exactly.
+# docs/differences.md rows 2-3).  A legacy file with other values cannot be represented exactly.
 EXPECTED_BATCHNORM_EPSILON = 1e-3
 EXPECTED_BATCHNORM_MOMENTUM = 0.99
 
@@ -63,7 +63,7 @@ EXPECTED_BATCHNORM_MOMENTUM = 0.99
 # "hard_sigmoid_keras2"; plain "sigmoid" means the same in every version.
 KERAS2_ACTIVATIONS = {"hard_sigmoid": "hard_sigmoid_keras2", "sigmoid": "sigmoid"}
 
-# The book's one-off scoring example (SPEC §7), already encoded; the book
+# The book's one-off scoring example (keras_impl/score.py), already encoded; the book
 # printed 0.357 for the model it had just trained.
 BOOK_TRIP = {"hour": 18, "Route": 0, "daym": 21, "month": 0, "year": 5, "Direction": 1, "day": 1}
 
@@ -348,7 +348,7 @@ def _read_layer_weights(group: Any, layer: str, path: Path) -> dict[str, np.ndar
 def load_legacy_keras2_model(path: str | Path) -> "keras.Model":  # noqa: F821
     """Our keras_impl model with the file's weights and the Keras 2 hard_sigmoid: the book's predictions.
 
-    Inputs are named by column (data.COLUMNS), encoded as in SPEC §4.
+    Inputs are named by column (data.COLUMNS), encoded as data/vocab.py does.
     """
     from keras_impl.model import build_model, set_canonical_weights
 

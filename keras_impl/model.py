@@ -1,4 +1,4 @@
-"""The book's streetcar-delay model in Keras 3 (SPEC §5), built by column name.
+"""The book's streetcar-delay model in Keras 3, built by column name.
 
     from keras_impl.model import build_model, compile_model
     model = build_model(dataset.vocab_sizes)        # 7 named int inputs -> p(delay)
@@ -25,7 +25,7 @@ Output activations (configs: hyperparameters.output_activation):
                            identical to torch.nn.functional.hardsigmoid.
     "hard_sigmoid_keras2"  The book's Keras 2.2.4 definition, clip(0.2x + 0.5, 0, 1).
                            Keras 3 silently re-interprets an old .h5's
-                           "hard_sigmoid" with the new formula (SPEC §8), so a
+                           "hard_sigmoid" with the new formula (docs/differences.md row 1), so a
                            faithful import of a book model needs this one.  It
                            is a registered serialisable function, so a .keras
                            file that uses it loads again once this module is

@@ -4,7 +4,7 @@ The book trains with `keras.callbacks.EarlyStopping` and
 `keras.callbacks.ModelCheckpoint(save_best_only=True)` (and the article pairs
 them with `ReduceLROnPlateau`).  Lightning has callbacks with the same names,
 but they differ from Keras in ways that change *which epoch training stops at*
-and *which epoch the best checkpoint holds*.  `shared/CALLBACKS.md` measures
+and *which epoch the best checkpoint holds*.  docs/differences.md#callbacks lists
 every difference; this module removes the ones that can be removed, so that a
 Lightning run of an experiment stops where the Keras run stops and keeps the
 same best epoch.
@@ -15,38 +15,38 @@ same best epoch.
     trainer.fit(module)                       # or fit(module, ckpt_path=callbacks.last_checkpoint_path)
     callbacks.best_checkpoint.best_model_path # the file Keras would call best-epoch04-...
 
-What is reproduced, rule by rule (CALLBACKS.md row in brackets):
+What is reproduced, rule by rule (docs/differences.md row in brackets):
 
-* **mode is explicit** (row 10).  Keras infers 'auto' from the metric name;
+* **mode is explicit** (row 16).  Keras infers 'auto' from the metric name;
   Lightning silently defaults to 'min', which *minimises* val_accuracy.  Every
   class here requires mode='min' or 'max' and raises ValueError otherwise.
-* **The first monitored value is always an improvement** (note 2, rows 1b
-  and 4).  Keras starts from `best=None`; Lightning starts from +-inf, so a
+* **The first monitored value is always an improvement** (row 17).  Keras
+  starts from `best=None`; Lightning starts from +-inf, so a
   first value of NaN or of the "wrong" infinity is not an improvement there and
   Lightning can stop at idx 0, which Keras never does.  Here the first value
   becomes the best whatever it is -- a first NaN becomes an unbeatable best, as
   in Keras.
-* **Non-finite values follow Keras by default** (row 4).  Keras has no
+* **Non-finite values follow Keras by default** (row 18).  Keras has no
   finiteness check: NaN compares False, so it is never an improvement after the
   first epoch; +-inf compare as numbers.  Lightning's `check_finite=True` stops
   at the first NaN/inf instead.  The trainer may opt into a divergence policy
   (`stop_on_non_finite=True`): stop at the first non-finite monitored value
   and never make a non-finite value the best checkpoint.
-* **min_delta >= 0, strict comparison** (rows 2, 3).  Keras takes abs(); a
+* **min_delta >= 0, strict comparison** (row 19).  Keras takes abs(); a
   negative Lightning min_delta is a tolerance.  Negative values are refused.
   A change of exactly min_delta, and a tie with the best, are not improvements
   in either framework.  Comparisons are done the Keras way: the difference is
   taken in Python floats, then compared in float32 (`keras.ops.less/greater`
   cast Python floats to floatx), so edge cases round identically.
-* **Patience arithmetic** (row 1) is already identical; `patience` given to
-  the constructor wins over the one saved in a checkpoint (row 8, caveat a).
-* **Checkpoint names** (row 6b) are rendered from the configured template with
+* **Patience arithmetic** (row 20) is already identical; `patience` given to
+  the constructor wins over the one saved in a checkpoint (row 30).
+* **Checkpoint names** (row 22) are rendered from the configured template with
   Keras's 1-based epoch: best epoch idx 3 is `best-epoch04-...`, as Keras
   names it, not Lightning's 0-based `epoch=03`.
-* **The last checkpoint** (row 6d) is a separate monitor-less ModelCheckpoint
+* **The last checkpoint** (row 24) is a separate monitor-less ModelCheckpoint
   writing `last.ckpt` every epoch, because in Lightning 2.6 `save_last` on a
   monitored top-1 callback is only a copy of the best, not the final epoch.
-* **ReduceLROnPlateau** (row 11) is a Lightning callback that changes the
+* **ReduceLROnPlateau** (row 26) is a Lightning callback that changes the
   optimizer's learning rate on exactly the epochs Keras's callback does.
 
 What is *not* Keras (deliberate, documented at each place):
@@ -54,12 +54,12 @@ What is *not* Keras (deliberate, documented at each place):
 * Resuming.  Keras's BackupAndRestore restores weights and epoch only; its
   callbacks restart from scratch.  Here, as in Lightning, `fit(ckpt_path=...)`
   restores EarlyStopping, ModelCheckpoint and ReduceLROnPlateau state, so a
-  resumed run stops where the uninterrupted run would have (row 8).
+  resumed run stops where the uninterrupted run would have (row 29).
 * Files on disk.  Keras with `{epoch}` in the path keeps every improvement
-  file; `save_top_k=1` keeps only the best (row 6a).  The best *epoch* is the
+  file; `save_top_k=1` keeps only the best (row 23).  The best *epoch* is the
   same.
 * A monitored key that is missing raises (Lightning's strict=True) instead of
-  Keras's warning (row 9): in this project a missing key is a bug.
+  Keras's warning (row 27): in this project a missing key is a bug.
 
 Run the unit tests with:
 
@@ -197,7 +197,7 @@ class KerasCompatibleEarlyStopping(EarlyStopping):
     * `mode` is required ('min' or 'max'); `min_delta` and `patience` must be >= 0.
     * The first monitored value is always the new best, NaN and +-inf included
       (Keras `best=None`); stock Lightning compares it with +-inf and can stop
-      at idx 0 (CALLBACKS.md row 1b).
+      at idx 0 (docs/differences.md row 17).
     * No finiteness check by default (stock Lightning: check_finite=True stops
       at the first NaN/inf).  With `stop_on_non_finite=True` it stops at the
       first non-finite value instead, keeping the best so far: the trainer's
@@ -393,7 +393,7 @@ class KerasCompatibleModelCheckpoint(RunRelativePaths, ModelCheckpoint):
 class KerasCompatibleReduceLROnPlateau(Callback):
     """Lower the learning rate on the epochs keras.callbacks.ReduceLROnPlateau would.
 
-    Why a callback and not torch's scheduler (CALLBACKS.md row 11): torch's
+    Why a callback and not torch's scheduler (docs/differences.md row 26): torch's
     `ReduceLROnPlateau` reduces when num_bad_epochs > patience (one epoch after
     Keras's wait >= patience) and uses a relative threshold by default.
     `patience - 1` and `threshold_mode='abs'` fix those two, but torch still
@@ -549,8 +549,10 @@ class KerasCompatibleCallbacks:
 
         Keras runs callbacks in list order; Lightning runs EarlyStopping and
         checkpoints after the other callbacks and moves checkpoints to the end
-        (CALLBACKS.md row 7a).  The best checkpoint comes before the last one,
-        so `last.ckpt` holds the best checkpoint's state after this epoch.
+        (lightning/pytorch/loops/fit_loop.py on_advance_end; _reorder_callbacks in
+        lightning/pytorch/trainer/connectors/callback_connector.py).  The best
+        checkpoint comes before the last one, so `last.ckpt` holds the best
+        checkpoint's state after this epoch.
         """
         ordered: list[Callback | None] = [self.reduce_lr, self.early_stopping, self.best_checkpoint,
                                           self.last_checkpoint]

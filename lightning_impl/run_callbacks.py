@@ -9,7 +9,7 @@ They are twins of keras_impl.callbacks' NonFiniteGuard and FaultInjection
 (experiment.reliability holds the shared rules) and must come first in the
 Trainer's list: Lightning runs plain callbacks' on_train_epoch_end in list
 order, then the LightningModule's hook, then EarlyStopping and the
-checkpoints (shared/CALLBACKS.md row 7a), so a guard at the front sees an
+checkpoints (lightning/pytorch/loops/fit_loop.py, on_advance_end), so a guard at the front sees an
 epoch before anything records or judges it.
 """
 

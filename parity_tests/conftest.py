@@ -13,7 +13,7 @@ Fixtures:
                                 target and the balanced class weight; real rows when the
                                 workbooks are there, else rows drawn from BOOK_VOCABULARIES
                                 ranges with a fixed seed (`.source` says which)
-    reference_dir      session  ../shared/reference beside the project (SPEC §9); the
+    reference_dir      session  ../shared/reference beside the project; the
                                 book-era .h5 models are read from there, never copied
     reference_model_paths       {stem: Path} of the two Keras 2 .h5 files
 """
@@ -30,7 +30,8 @@ import pytest
 from data.dataset import COLUMNS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# SPEC §9: the reference models stay outside the project; tests read them here.
+# The book author's models stay outside the project, in ../shared/reference/keras2-models/;
+# tests read them here.
 REFERENCE_DIR = PROJECT_ROOT.parent / "shared" / "reference"
 REFERENCE_MODEL_NAMES = ("scmodeldec27b_5", "scmodelapr26_2020_5")
 
@@ -38,7 +39,7 @@ REFERENCE_MODEL_NAMES = ("scmodeldec27b_5", "scmodelapr26_2020_5")
 # small enough that a full-batch Keras/torch step takes milliseconds.
 PARITY_ROW_COUNT = 5000
 PARITY_ROW_SEED = 20240601
-# Delay rate of the synthetic fallback rows, about the real one (SPEC §4).
+# Delay rate of the synthetic fallback rows, about the real one (data/tests/test_real_data.py).
 SYNTHETIC_DELAY_RATE = 0.022
 
 
@@ -116,7 +117,7 @@ def parity_rows() -> ParityRows:
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not (REFERENCE_DIR / "keras2-models").is_dir():
-        message = f"reference models not found in {REFERENCE_DIR / 'keras2-models'} (SPEC §9)"
+        message = f"reference models not found in {REFERENCE_DIR / 'keras2-models'} (the book author's models)"
         if os.environ.get("REQUIRE_REAL_DATA") == "1":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)

@@ -550,8 +550,8 @@ def _notes(scenario: dict[str, Any], values: list[float], keras_result: dict[str
                          f"improvements.")
             explained = True
     if not agree and not explained:
-        notes.append("Disagreement not explained by a documented difference (CALLBACKS.md); please report it "
-                     "with this output.")
+        notes.append("Disagreement not explained by a documented difference (docs/differences.md#callbacks); "
+                     "please report it with this output.")
     if not lightning_defaults and values and math.isnan(values[0]):
         notes.append("The first value is NaN: in both, as in Keras, it became the best and nothing can beat it.")
     if min_delta > 0:

@@ -14,7 +14,7 @@ strict improvement without min_delta) and are written down, not computed.
 
 The second half shows each documented inherent difference with *stock*
 Lightning callbacks (`lightning_defaults=True`) next to what the project's
-configuration does about it (CALLBACKS.md rows in brackets).
+configuration does about it (docs/differences.md rows in brackets).
 """
 
 from __future__ import annotations

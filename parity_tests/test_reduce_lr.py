@@ -9,7 +9,7 @@ learning rate used in every epoch, and asserts that the two sequences are
 equal (to float32, Keras's storage) and that the rate drops on the epochs
 written in the table.  Two more tests show why the project does not use
 torch's scheduler: with torch's defaults it reduces one epoch later and uses a
-relative threshold (CALLBACKS.md row 11); even configured to imitate Keras
+relative threshold (docs/differences.md row 26); even configured to imitate Keras
 (patience - 1, threshold_mode='abs') it misses Keras's NaN-first and
 cooldown behaviour.
 

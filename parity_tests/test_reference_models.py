@@ -1,4 +1,4 @@
-"""The book author's two Keras 2.2.4 models, imported into both frameworks (SPEC §8, §9).
+"""The book author's two Keras 2.2.4 models, imported into both frameworks (docs/differences.md row 1).
 
     python -m pytest parity_tests/test_reference_models.py -q -s     # -s prints the measured numbers
 
@@ -57,7 +57,7 @@ REFERENCE_PREDICTION_ATOL = 1e-6
 # sigmoids differ by up to 1/12 ~ 0.083; we require more than this.
 PLAIN_KERAS3_MIN_CHANGE = 0.01
 
-# What the graph tracing must find (read from the files' model_config, SPEC §9).
+# What the graph tracing must find (read from the files' model_config).
 EXPECTED_FILE_FACTS = {
     "scmodeldec27b_5": {"keras_version": "2.2.4",
                         "concatenation_order": ("hour", "Route", "day", "month", "year", "daym", "Direction")},
@@ -203,7 +203,10 @@ def test_both_frameworks_predict_the_same_on_the_test_split(name, keras_models, 
 @pytest.mark.real_data
 @pytest.mark.parametrize("name", list(EXPECTED_FILE_FACTS))
 def test_plain_keras3_loading_silently_changes_predictions(name, keras_models, test_split):
-    """SPEC §8: load_model reads the old file without complaint but computes hard_sigmoid the Keras 3 way."""
+    """load_model reads the old file without complaint, then computes hard_sigmoid the Keras 3 way.
+
+    docs/differences.md row 1.
+    """
     from keras_impl.legacy import predict_columns
 
     plain_model = keras_models[name]["plain"]

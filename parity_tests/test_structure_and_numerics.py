@@ -1,4 +1,5 @@
-"""Keras model vs Lightning model: same structure, same numbers (SPEC §5, §8).
+"""Keras model vs Lightning model: same structure, same numbers (docs/differences.md,
+"Model and numerics" and "Loss and metrics").
 
     python -m pytest parity_tests/test_structure_and_numerics.py -q -s    # -s prints the measured diffs
 

@@ -41,7 +41,7 @@ history           {key: [float per epoch]} as each framework reports it
 best_epoch        0-based epoch the best checkpoint holds (the trainer's own result)
 stopped_epoch     0-based last epoch when early stopping ended the run, None if it ran out of epochs
 saved_epochs      0-based epochs at which the best-only checkpoint callback *wrote* a file:
-                  Keras keeps every improvement file ({epoch} in the name, CALLBACKS.md 6a), so
+                  Keras keeps every improvement file ({epoch} in the name, docs/differences.md row 23), so
                   they are read back from the run directory; Lightning's save_top_k=1 deletes the
                   previous best, so each write is recorded as it happens (record_lightning_saves)
 best_weights      canonical weights of the best checkpoint, read back from the file on disk

@@ -27,7 +27,7 @@ def test_shipped_config_has_the_books_hyperparameters(config):
     assert (config.test_parms.test_proportion, config.test_parms.valid_proportion) == (0.2, 0.2)
 
 
-# (experiment, epochs, early_stop, monitor, mode, one_weight) — SPEC §6.
+# (experiment, epochs, early_stop, monitor, mode, one_weight) — the book's table, as configs/streetcar.yaml has it.
 EXPERIMENT_TABLE = [
     ("0", 1, False, "val_accuracy", "max", 1.0),
     ("1", 10, False, "val_accuracy", "max", 1.0),

@@ -1,4 +1,7 @@
-"""SPEC §3 cleaning rules on hand-made rows: every anomaly of SPEC §2, counted drops."""
+"""data/clean.py's rules on hand-made rows: every anomaly of the raw workbooks, counted drops.
+
+The anomalies' real counts are asserted in data/tests/test_real_data.py.
+"""
 
 import datetime as dt
 

@@ -44,8 +44,8 @@ def test_raw_rows_and_spec_anomaly_counts(real_raw):
     assert real_raw.groupby("source_file", sort=False)["source_sheet"].nunique().tolist() == FILE_SHEETS
     assert {"Sept 2017 ", "Aug, 2019 "} <= set(real_raw["source_sheet"])
     routes = real_raw["Route"].map(parse_route)
-    assert int((~routes.isin(VALID_ROUTES)).sum()) == 2_505                # SPEC §2
-    assert int(real_raw["Direction"].map(normalise_direction).isna().sum()) == 399   # SPEC §2
+    assert int((~routes.isin(VALID_ROUTES)).sum()) == 2_505                # not a VALID_ROUTES route
+    assert int(real_raw["Direction"].map(normalise_direction).isna().sum()) == 399   # unreadable direction
 
 
 def test_delay_gap_sheets_fill_min_delay(real_raw):
@@ -67,7 +67,7 @@ def test_prepared_report(real_dataset):
                                  "bad_direction": 390}
     assert report["kept_rows"] + sum(report["dropped"].values()) == report["raw_rows"]
     assert report["bad_vehicle_rows_kept"] == 13_238
-    assert report["delay_records"] == 72_774                               # SPEC §4
+    assert report["delay_records"] == 72_774                               # Min Delay > 0
     assert report["delay_records_in_grid"] == 72_094 and report["delay_slots"] == 62_340
     assert 0.015 <= report["delay_rate"] <= 0.03
     assert report["delay_rate"] == pytest.approx(62_340 / 2_861_376)

@@ -1,4 +1,4 @@
-"""SPEC §4 grid on a tiny hand-made set: one row per slot, the target rule, the 56 pairs."""
+"""data/refactor.py's slot grid on a tiny hand-made set: one row per slot, the target rule, the 56 pairs."""
 
 import datetime as dt
 

@@ -43,12 +43,12 @@ def test_unformattable_template_is_a_clear_error():
 
 
 @pytest.mark.parametrize("values, mode, expected", [
-    ([3, 2, 2.5, 1, 1.5], "min", 3),           # CALLBACKS.md exp06: files 01, 02, 04 -> idx 3 kept
-    ([3, 2, 2, 1, 1], "min", 3),               # ties are not improvements (exp03)
+    ([3, 2, 2.5, 1, 1.5], "min", 3),           # files 01, 02, 04 -> idx 3 kept (differences.md row 23)
+    ([3, 2, 2, 1, 1], "min", 3),               # ties are not improvements (differences.md, "What is the same")
     ([0.5, 0.75, 0.75, 1, 1], "max", 3),
     ([0.9, 0.8, 0.7], "max", 0),               # the first epoch always saves
     ([0.7, 0.7, 0.7], "max", 0),
-    ([NAN, 3, 2, 1, 0.5], "min", 0),           # a NaN first value is never beaten (exp04)
+    ([NAN, 3, 2, 1, 0.5], "min", 0),           # a NaN first value is never beaten (differences.md row 18)
     ([3, NAN, 2, 2.5, 1], "min", 4),           # a later NaN is skipped
     ([], "max", None),
 ])
@@ -57,7 +57,7 @@ def test_keras_best_epoch(values, mode, expected):
 
 
 def test_keras_best_epoch_agrees_with_a_real_model_checkpoint(tmp_path):
-    # Script the monitored values as CALLBACKS.md does: a first callback overwrites logs[key].
+    # Script the monitored values as parity_tests/replay.py does: a first callback overwrites logs[key].
     scripted = [0.30, 0.35, 0.35, 0.32, 0.40, 0.38]
 
     class Script(keras.callbacks.Callback):

@@ -48,7 +48,7 @@ def random_canonical_weights(seed: int = 1) -> dict[str, np.ndarray]:
 
 
 def test_parameter_counts_match_the_book(book_model):
-    # SPEC §5: Total 1,341 / Trainable 1,201 / Non-trainable 140 on the real vocabularies.
+    # Keras's model.summary(): Total 1,341 / Trainable 1,201 / Non-trainable 140 on the real vocabularies.
     assert parameter_counts(book_model) == {"total": 1341, "trainable": 1201, "non_trainable": 140}
     assert book_model.count_params() == 1341
     assert parameter_counts(book_model) == canonical_parameter_counts(BOOK_SIZES)

@@ -231,7 +231,7 @@ def test_early_stopping_state_round_trip_keeps_constructor_patience() -> None:
     resumed = KerasCompatibleEarlyStopping("val_loss", mode="min", patience=10)
     resumed.load_state_dict(state)
     assert (resumed.wait_count, float(resumed.best_score), resumed.has_best) == (2, 8.0, True)
-    assert resumed.patience == 10  # stock Lightning 2.6 would now say 3 (CALLBACKS.md row 8, caveat a)
+    assert resumed.patience == 10  # stock Lightning 2.6 would now say 3 (docs/differences.md row 30)
     assert resumed.state_key == early_stopping.state_key
 
 
@@ -294,7 +294,7 @@ def test_reused_early_stopping_starts_afresh_like_keras(tmp_path: Path) -> None:
     assert fit([10, 9, 8, 9], [early_stopping], tmp_path / "a") == [0, 1, 2, 3]
     assert early_stopping.stopped_epoch == 3
     # Keras resets in on_train_begin; stock Lightning keeps best=8 and stops after
-    # one epoch of this curve (CALLBACKS.md row 6e).
+    # one epoch of this curve (docs/differences.md row 21).
     assert fit([20, 19, 18, 17], [early_stopping], tmp_path / "b") == [0, 1, 2, 3]
     assert float(early_stopping.best_score) == 17.0 and early_stopping.stopped_epoch == 0
 

@@ -26,7 +26,7 @@ from lightning_impl.train import train
 
 TRIP = {"route": 501, "direction": "e", "date": "2019-06-21", "hour": 18}
 TRIP_ARGUMENTS = ["--route", "501", "--direction", "e", "--date", "2019-06-21", "--hour", "18"]
-# 2019-06-21 18:00, route 501 eastbound, with the sorted vocabularies (SPEC §4): a Friday in June 2019.
+# 2019-06-21 18:00, route 501 eastbound, with the sorted vocabularies (data/vocab.py): a Friday in June 2019.
 TRIP_CODES = {"hour": 18, "Route": 4, "daym": 20, "month": 5, "year": 5, "Direction": 1, "day": 4}
 
 
