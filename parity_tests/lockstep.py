@@ -58,15 +58,22 @@ class Setting:
 
 @contextlib.contextmanager
 def keras_float_type(precision: int) -> Iterator[None]:
-    """Keras's own precision switch (keras.config.set_floatx), restored afterwards."""
+    """Keras's own precision switches, both restored afterwards.
+
+    set_floatx alone is not enough: once Keras has built a layer it keeps a global dtype policy
+    (keras.config.dtype_policy()), which later layers follow whatever floatx says, so a float64
+    model built after a float32 one would silently be float32.  The policy is set too.
+    """
     import keras
 
-    before = keras.config.floatx()
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx(PRECISIONS[precision])
+    keras.config.set_dtype_policy(PRECISIONS[precision])
     try:
         yield
     finally:
-        keras.config.set_floatx(before)
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
 
 
 class KerasSide:
@@ -81,6 +88,9 @@ class KerasSide:
         self.dtype = PRECISIONS[setting.precision]
         self.model = compile_model(build_model(vocab_sizes, dropout_rate=0.0, output_activation=setting.activation),
                                    setting.learning_rate)
+        built = {variable.dtype for variable in self.model.weights}
+        if built != {self.dtype}:
+            raise RuntimeError(f"the Keras model was built in {sorted(built)}, not {self.dtype}")
         set_canonical_weights(self.model, {name: value.astype(self.dtype) for name, value in weights.items()})
         self.model.make_train_function()
         moving = [variable for variable in self.model.non_trainable_variables if "moving" in variable.path]

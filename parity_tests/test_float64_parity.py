@@ -95,3 +95,19 @@ def _float64_weights(net) -> dict[str, np.ndarray]:
     from lightning_impl.model import canonical_targets
 
     return {name: tensor.detach().numpy() for name, tensor in canonical_targets(net).items()}
+
+
+def test_the_float64_switch_holds_after_a_float32_model_was_built():
+    """Keras keeps a global dtype policy once a layer exists; set_floatx alone would leave float32 layers."""
+    import keras
+
+    from parity_tests.lockstep import keras_float_type
+
+    keras.layers.Dense(1).build((None, 2))                        # a float32 layer first, as in a long session
+    with keras_float_type(64):
+        layer = keras.layers.Dense(1)
+        layer.build((None, 2))
+        assert layer.kernel.dtype == "float64"
+    after = keras.layers.Dense(1)
+    after.build((None, 2))
+    assert after.kernel.dtype == "float32" and keras.config.floatx() == "float32"
