@@ -95,6 +95,7 @@ def summarize(setting: Setting, run: Mapping[str, Any], updates_per_epoch: int, 
     delta = np.abs(np.asarray(updates["keras_loss"]) - np.asarray(updates["lightning_loss"]))
     parted = first_index(delta > DIVERGED_LOSS)
     split = first_index([count > 0 for count in updates["different_sides"]])
+    overshoot = first_index([count > 0 for count in updates["overshooting_rows"]])
     per_epoch = {key: [abs(epoch["keras"][key] - epoch["lightning"][key]) for epoch in run["epochs"]]
                  for key in ("loss", "val_loss", "val_accuracy")}
     summary = {
@@ -115,8 +116,14 @@ def summarize(setting: Setting, run: Mapping[str, Any], updates_per_epoch: int, 
         "median_output_gradient_difference_first_epoch": first_epoch_median(updates["output_gradient_difference"],
                                                                             updates_per_epoch),
         "output_gradient_amplification": amplification(updates, updates_per_epoch),
+        "largest_step_gain": float(max(updates["largest_step_gain"])),
+        "updates_with_overshooting_rows": int(sum(count > 0 for count in updates["overshooting_rows"])),
+        "first_update_with_overshooting_rows": None if overshoot is None else overshoot + 1,
+        "largest_step_gain_before_parting": (float(max(updates["largest_step_gain"][:parted + 1]))
+                                             if parted is not None else None),
         "loss_difference_per_update": [float(f"{value:.3g}") for value in delta],
         "logit_difference_per_update": [float(f"{value:.3g}") for value in updates["logit_difference"]],
+        "largest_step_gain_per_update": [float(f"{value:.3g}") for value in updates["largest_step_gain"]],
         "output_gradient_difference_per_update": [float(f"{value:.3g}")
                                                   for value in updates["output_gradient_difference"]],
         "rows_on_different_sides_per_update": [int(count) for count in updates["different_sides"]],

@@ -107,7 +107,8 @@ class KerasSide:
                                            training=True)
             for variable, value in zip(moving, saved):
                 variable.assign(value)
-            return tf.reshape(tf.matmul(merged, dense.kernel) + dense.bias, [-1]), loss
+            logits = tf.reshape(tf.matmul(merged, dense.kernel) + dense.bias, [-1])
+            return logits, loss, tf.reduce_sum(merged * merged, axis=1)
 
         self._logits_and_loss = logits_and_loss
 
@@ -118,8 +119,9 @@ class KerasSide:
     def logits_and_loss(self, features: np.ndarray, target: np.ndarray,
                         sample_weight: np.ndarray) -> tuple[np.ndarray, float]:
         """The batch's training-mode logits and the loss the update will see; moving statistics untouched."""
-        logits, loss = self._logits_and_loss(self.inputs(features), target.reshape(-1, 1).astype(self.dtype),
-                                             sample_weight.astype(self.dtype))
+        logits, loss, squared_norms = self._logits_and_loss(
+            self.inputs(features), target.reshape(-1, 1).astype(self.dtype), sample_weight.astype(self.dtype))
+        self.last_squared_norms = squared_norms.numpy().astype(np.float64)   # |Dense input|^2 per row
         return logits.numpy().astype(np.float64), float(loss)
 
     def update(self, features: np.ndarray, target: np.ndarray, sample_weight: np.ndarray) -> None:
@@ -216,6 +218,31 @@ def output_gradient(logits: np.ndarray, target: np.ndarray, weight: np.ndarray, 
     return np.where(passes, derivative * slope, 0.0)
 
 
+def step_gains(logits: np.ndarray, target: np.ndarray, weight: np.ndarray, activation: str,
+               squared_norms: np.ndarray, learning_rate: float) -> np.ndarray:
+    """Per row: how far one SGD step on the output layer moves the row's logit, relative to its distance
+    from the loss's minimum along that logit: lr * (d2 loss / d logit2) * (|h|^2 + 1).
+
+    Below 2 the step shrinks the row's error (a contraction); above 2 it overshoots and the row's error
+    grows from step to step, and so does any difference between two runs.  On hard_sigmoid's slope a
+    delay row's curvature is w / (36 p^2 N): unbounded as p -> 0 near the lower kink.  The sigmoid loss
+    from logits has curvature w p (1 - p) / N <= w / (4 N).
+    """
+    count = len(logits)
+    if activation == "sigmoid":
+        probability = 1.0 / (1.0 + np.exp(-logits))
+        curvature = probability * (1.0 - probability)
+    else:
+        if activation == "hard_sigmoid":
+            probability, slope, inside = (logits + 3.0) / 6.0, 1.0 / 6.0, np.abs(logits) < 3.0
+        else:
+            probability, slope, inside = 0.2 * logits + 0.5, 0.2, np.abs(logits) <= 2.5
+        clipped = np.clip(probability, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+        passes = inside & (clipped == probability)
+        curvature = np.where(passes, slope ** 2 * (target / clipped ** 2 + (1.0 - target) / (1.0 - clipped) ** 2), 0.0)
+    return learning_rate * weight * curvature / count * (squared_norms + 1.0)
+
+
 def compare_update(keras_logits: np.ndarray, torch_logits: np.ndarray, kink: float | None,
                    near: float) -> tuple[int, int, float]:
     """(rows within `near` of ±kink in either framework, rows on different sides, largest |Δlogit|)."""
@@ -237,7 +264,8 @@ def train_in_lockstep(setting: Setting, dataset: Any, weights: Mapping[str, np.n
         keras_side = KerasSide(setting, dataset.vocab_sizes, weights)
         torch_side = LightningSide(setting, dataset.vocab_sizes, weights)
         updates = {"keras_loss": [], "lightning_loss": [], "near_kink": [], "different_sides": [],
-                   "largest_logit_difference": [], "logit_difference": [], "output_gradient_difference": []}
+                   "largest_logit_difference": [], "logit_difference": [], "output_gradient_difference": [],
+                   "largest_step_gain": [], "overshooting_rows": []}
         epochs_out = []
         for epoch in range(epochs):
             order = epoch_permutation(len(train_y), setting.seed, epoch)
@@ -252,6 +280,10 @@ def train_in_lockstep(setting: Setting, dataset: Any, weights: Mapping[str, np.n
                 torch_gradient = output_gradient(torch_logits, target, weight, setting.activation)
                 updates["output_gradient_difference"].append(
                     float(np.abs(keras_gradient - torch_gradient).sum() / max(np.abs(keras_gradient).sum(), 1e-300)))
+                gains = step_gains(keras_logits, target, weight, setting.activation, keras_side.last_squared_norms,
+                                   setting.learning_rate)
+                updates["largest_step_gain"].append(float(gains.max()))
+                updates["overshooting_rows"].append(int((gains > 2.0).sum()))
                 updates["logit_difference"].append(
                     float(np.abs(keras_logits - torch_logits).sum() / max(np.abs(keras_logits).sum(), 1e-300)))
                 updates["near_kink"].append(near_count)

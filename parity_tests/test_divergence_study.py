@@ -100,3 +100,19 @@ def test_the_mechanism_is_claimed_only_when_the_numbers_show_it():
     assert "first differed by more than 1e-4 at update 40 (epoch 1)" in sentence
     assert "first row on different sides of ±3 came at update 31, and until then the losses differed by at most " \
            "2e-07" in sentence
+
+
+def test_the_overshoot_mechanism_needs_an_overshoot_before_every_parting_and_none_elsewhere():
+    def with_gains(summary, gain, first):
+        return dict(summary, largest_step_gain=gain, first_update_with_overshooting_rows=first)
+
+    parted, together = fake("hard_sigmoid-float32", 3.0, 40, None, None), fake("sigmoid-float32", None, None, None, None)
+    shown = {"hard_sigmoid-float32": with_gains(parted, 80.0, 12), "sigmoid-float32": with_gains(together, 0.01, None)}
+    assert divergence_page.shows_overshoot_mechanism(shown)
+    paragraph = divergence_page.overshoot_paragraph(shown)
+    assert "hard_sigmoid-float32 first at update 12, parted at 40" in paragraph
+    assert "no row's gain ever exceeded 0.01" in paragraph
+    late = dict(shown, **{"hard_sigmoid-float32": with_gains(parted, 80.0, 41)})
+    smooth_overshoots = dict(shown, **{"sigmoid-float32": with_gains(together, 2.5, 7)})
+    for numbers in (late, smooth_overshoots):
+        assert not divergence_page.shows_overshoot_mechanism(numbers)
