@@ -33,10 +33,8 @@ Two batch orders (config general.batch_order):
              tensor specs, so a counter would be off by one and the order would
              depend on hook timing.  The stream has no hooks to get wrong, and
              it runs inside tf.data (gathers in C++ threads, prefetched), so an
-             epoch costs what Keras's own numpy-array fit costs: measured on
-             the full train split (1,716,824 rows, batch 1000, 2 loaded CPU
-             cores) 16-24 s per epoch wall, 16.5-17 s CPU, against 17-25 s
-             wall, 14.5-16.5 s CPU for fit(numpy arrays, shuffle=True).
+             epoch costs about what Keras's own numpy-array fit costs (the
+             epoch timings are in docs/benchmarks.md).
 
              The stream yields the weights itself (Keras refuses class_weight
              next to per-row sample weights): class_weight[target] per row,

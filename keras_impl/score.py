@@ -15,13 +15,12 @@ p(delay); p > 0.5 means "delay" (Keras's and torchmetrics's threshold rule).
 The model is called directly, model(inputs, training=False), not through
 model.predict, which sets up a data pipeline and an epoch iterator on every
 call.  For many trips on one loaded model, TripScorer compiles that call once
-with tf.function.  Measured with measure_scoring_latency on the project's
-2-core CPU machine (keras 3.15.1, TF 2.21, other jobs running, so the spread
-is load; p50 of 300 calls on a loaded experiment-0 model):
+with tf.function.  From slowest to fastest for one trip (measure_scoring_latency
+times them; the figures are in docs/benchmarks.md):
 
-    model.predict(one row)                                   ~140-250 ms
-    model(inputs, training=False), eager                     ~28-75 ms   (the CLI: one call, no trace)
-    TripScorer (tf.function, after a one-off ~0.2 s trace)   ~0.8-1.4 ms
+    model.predict(one row)                                   a data pipeline per call
+    model(inputs, training=False), eager                     the CLI: one call, no trace
+    TripScorer (tf.function, after a one-off trace)          what benchmarks.run times
 
 Errors (unknown route or direction, hour outside 0-23, a date outside the
 trained years, a missing or corrupt model or vocabulary file) are one line on

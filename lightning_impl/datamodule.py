@@ -41,8 +41,8 @@ may be shorter) and FastStreetcarClassifier.training_step (lightning_impl.fast)
 makes one SGD update per batch
 of the list, in order: the same batches, the same updates, the same numbers
 as K = 1, with Lightning's per-step machinery (hooks, fetcher, progress
-bookkeeping, ~0.5 ms a batch on the 2-core CPU, half of this model's ~1 ms
-closed-form step, docs/benchmarks.md) paid once per K batches.  It is the Lightning counterpart of Keras's
+bookkeeping: a large share of this model's small step, measured in
+docs/benchmarks.md) paid once per K batches.  It is the Lightning counterpart of Keras's
 compile(steps_per_execution=K), which keras_impl leaves at the book's 1
 because Keras's per-batch overhead is already inside its compiled loop.
 Lightning's batch_idx, progress bar and logging step then count lists;

@@ -87,8 +87,7 @@ PREDICTION_BATCH_ROWS = 131072
 DEFAULT_CPU_THREADS = 1
 # Fast engine only (lightning_impl.fast): SGD updates per Lightning training step
 # (lightning_impl.datamodule, "Steps per execution"): the same batches and updates as 1, with
-# Lightning's per-step machinery (~0.5 ms a batch on the 2-core CPU, measured in
-# docs/benchmarks.md) paid once per 8 batches.  Keras's counterpart,
+# Lightning's per-step machinery (timed in docs/benchmarks.md) paid once per 8 batches.  Keras's counterpart,
 # compile(steps_per_execution=...), stays at the book's 1 in keras_impl.  The plain engine
 # takes one batch per Lightning step.
 DEFAULT_STEPS_PER_EXECUTION = 8

@@ -253,7 +253,7 @@ class FusedStorage:
 
         FusedStreetcarNet.logits_and_backward copies each step's gradients into
         them: five copies instead of cutting 23 fresh views and assigning them
-        (~0.1 ms a step on the 2-core CPU, measured).  If anything replaced a
+        every step.  If anything replaced a
         .grad (zero_grad(set_to_none=True), a manual assignment), the buffers
         are linked again.
         """
