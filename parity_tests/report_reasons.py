@@ -204,8 +204,9 @@ def initial_weights_sentence(settings: Mapping[str, Any]) -> str:
                 "order), so their runs differ only by the dropout masks (the book's rate 0.0003: about 21 of "
                 "the 70,000 values of a batch, drawn by each framework from its own generator) and float32 "
                 "rounding. With dropout 0 the trajectory tests show the runs agree epoch by epoch on 100,000 "
-                "rows; which of the two differences carries the full-data runs apart is not measured on this "
-                "page; how far apart they end is measured below")
+                "rows; on the full data, dropout-free runs still part, and where and why is measured update "
+                "by update in [divergence.md](divergence.md); how far apart the runs below end is measured "
+                "below")
     return ("Both frameworks train from their own seeded initial weights (`--initial-weights seeded`) on "
             "identical batches (shared batch order), so the two runs of an experiment start apart")
 
