@@ -56,11 +56,22 @@ def run_json(module: str, arguments: Sequence[str], **kwargs) -> dict[str, Any]:
     return json.loads(completed.stdout)
 
 
+def default_interrupt_handling() -> None:
+    """In the child before exec: SIGINT back to its default, as in a terminal.
+
+    A test suite started as a background job (`cmd &`, nohup, some CI runners) inherits SIGINT
+    *ignored*, and Python then never turns SIGINT into KeyboardInterrupt, so a test that sends
+    Ctrl-C would wait for a run that cannot hear it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(module: str, arguments: Sequence[str], *, env: Mapping[str, str], log: Path) -> subprocess.Popen:
     """Start a trainer in the background, stdout and stderr into `log`."""
     stream = open(log, "w", encoding="utf-8")
     process = subprocess.Popen([sys.executable, "-m", module, *map(str, arguments)], cwd=PROJECT_ROOT,
-                               env=environment(env), stdout=stream, stderr=subprocess.STDOUT, text=True)
+                               env=environment(env), stdout=stream, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=default_interrupt_handling)
     process.log_stream = stream  # closed by finish()
     return process
 

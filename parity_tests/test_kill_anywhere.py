@@ -1,6 +1,6 @@
 """A kill at any point of a run resumes to the same outcome: the randomized kill test.
 
-    python -m pytest parity_tests/test_kill_anywhere.py -q     # real workbooks; see docs/reliability.md for timings
+    python -m pytest -m long parity_tests/test_kill_anywhere.py -q   # the long tier; see docs/reliability.md
 
 For each framework, a seeded run of experiment 5 on a 20,000-row sample
 (learning rate 0.03, patience 1, so that early stopping fires within a few
@@ -40,7 +40,8 @@ import pytest
 
 from parity_tests.reliability_support import TRAINERS, only_run_dir, run_cli, write_config
 
-pytestmark = [pytest.mark.real_data, pytest.mark.slow]
+# Minutes per framework (twelve trainer processes each): the long tier, `python -m pytest -m long`.
+pytestmark = [pytest.mark.real_data, pytest.mark.slow, pytest.mark.long]
 
 SAMPLE_ROWS = 20000
 EPOCHS = 8

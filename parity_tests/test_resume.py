@@ -49,6 +49,11 @@ LEARNING_RATE = 0.003
 PAUSE_BATCH = 2   # the epoch being killed has done 2 of its ~30 steps: partial work that must be discarded
 EXPECTED_STATUS = {"SIGKILL": -signal.SIGKILL, "SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}
 CASES = [("keras", "SIGKILL"), ("lightning", "SIGKILL"), ("lightning", "SIGTERM"), ("lightning", "SIGINT")]
+# The SIGKILL cases are the long tier (`python -m pytest -m long`): test_kill_anywhere.py, also long,
+# kills both frameworks at ten points each; SIGTERM and SIGINT, handled by the trainers, stay in every run.
+CASE_PARAMS = [pytest.param(framework, signal_name, id=f"{framework}-{signal_name}",
+                            marks=[pytest.mark.long] if signal_name == "SIGKILL" else [])
+               for framework, signal_name in CASES]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +85,7 @@ def uninterrupted_run(framework: str, config_path: Path, tmp_path_factory) -> di
     return _uninterrupted[framework]
 
 
-@pytest.mark.parametrize("framework, signal_name", CASES, ids=[f"{f}-{s}" for f, s in CASES])
+@pytest.mark.parametrize("framework, signal_name", CASE_PARAMS)
 def test_killed_run_resumes_to_the_same_outcome(framework, signal_name, config_path, tmp_path, tmp_path_factory):
     whole = uninterrupted_run(framework, config_path, tmp_path_factory)
     monitored = whole["history"][whole["monitor"]]
