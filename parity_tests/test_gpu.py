@@ -1,4 +1,4 @@
-"""Lightning on a CUDA GPU: the same predictions as on the CPU, and deterministic kernels (issue §5).
+"""Lightning on a CUDA GPU: the same predictions as on the CPU, and deterministic kernels (docs/gpu.md).
 
     python -m pytest -m gpu parity_tests lightning_impl -q    # the whole GPU subset (docs/gpu.md)
     python -m pytest parity_tests/test_gpu.py -q -rs           # without CUDA: each test SKIPPED "needs CUDA"

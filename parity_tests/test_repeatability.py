@@ -1,4 +1,4 @@
-"""Seeded repeatability: one seed, one result - in each framework, and the same best epoch across them (issue §4).
+"""Seeded repeatability: one seed, one result - in each framework, and the same best epoch across them (docs/differences.md row 6).
 
     python -m pytest parity_tests/test_repeatability.py -q
     python -m pytest -m gpu parity_tests/test_repeatability.py      # Lightning's deterministic mode on CUDA

@@ -1,4 +1,4 @@
-"""Keras and Lightning trained side by side: the same curves, the same callback decisions (issue §2).
+"""Keras and Lightning trained side by side: the same curves, the same callback decisions (docs/differences.md, "Callbacks").
 
     python -m pytest parity_tests/test_trajectories.py -q -s     # -s prints the measured per-epoch diffs
     python -m pytest -m gpu parity_tests/test_trajectories.py    # Lightning on CUDA vs Keras on CPU (needs CUDA)

@@ -63,7 +63,7 @@ from configs.loader import load_config, override, resolve_experiment
 from data.dataset import PreparedDataset
 from experiment.weights import expected_shapes
 
-# One seeded subset of the real data for the whole suite: >= 100k rows (issue §2).
+# One seeded subset of the real data for the whole suite: >= 100k rows, the scale of parity_tests/test_trajectories.py.
 SAMPLE_ROWS = 100_000
 SAMPLE_SEED = 42
 # A Keras-convention checkpoint name carries the 1-based epoch: best-epoch04-val_loss0.5123.keras.
