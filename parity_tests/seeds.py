@@ -15,10 +15,12 @@ frameworks of one seed see the same batches (data.batches.epoch_permutation);
 same for every run: the split and the --sample-rows subset are drawn once
 with the config's general.seed (the data seed), not the run seed.
 
-The runs go one after another in this one process (no two overlap: a Keras
-run uses both cores and a Lightning run one thread, but on a 2-core machine
-running them side by side would only make each slower and their wall
-times meaningless); the page says so.
+One process trains its runs one after another.  Two study processes may
+share --out (say one per framework, since a Keras run uses both cores and a
+Lightning run one thread); then runs overlap in time and their wall times
+are slower than alone.  The page does not guess which happened: each run
+records when it started and finished, and "execution" is computed from those
+intervals (describe_execution).
 
 Resumable: each finished run is written atomically (experiment.artifacts.
 write_json) as --out/seed-runs/<framework>-exp<E>-rows<N>-epochs<E>-
@@ -60,7 +62,6 @@ BATCH_ORDERS = ("shared", "framework")
 DEFAULT_OUT = Path("docs") / "results"
 RUNS_FOLDER = "seed-runs"
 DEFAULT_SEED_COUNT = 10
-EXECUTION = "sequential: one run at a time, in one process (the two frameworks' runs never overlapped)"
 # The keys every run file must hold; a file without them is refused by name.
 RUN_KEYS = ("framework", "seed", "sample_rows", "experiment", "epochs_cap", "patience", "batch_order",
             "epochs_run", "kept_epoch", "best_val_accuracy", "terminal_val_accuracy", "test_accuracy", "recall",
@@ -187,6 +188,7 @@ def run_record(result: Mapping[str, Any], run: PlannedRun, seconds: float, data_
         "confusion_matrix": test["confusion_matrix"], "monitor": result["monitor"],
         "stop_reason": result["stop_reason"], "model": project_relative(result["model"]),
         "run_dir": project_relative(result["run_dir"]), "command": command,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - seconds)),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": describe_machine(),
     }
 
@@ -234,7 +236,7 @@ def run_study(args: argparse.Namespace, planned: Sequence[PlannedRun], out: Path
 
     pending = [run for run in planned if not (out / RUNS_FOLDER / run.file_name).is_file()]
     say(f"seed study: {len(planned)} run(s) planned, {len(planned) - len(pending)} already in "
-        f"{out / RUNS_FOLDER}, {len(pending)} to train; {EXECUTION}")
+        f"{out / RUNS_FOLDER}, {len(pending)} to train, one after another in this process")
     if not pending:
         return
     dataset, data_seed = load_study_dataset(args)
@@ -298,7 +300,35 @@ def build_study(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"runs": list(runs), "groups": groups,
             # The first (or only) group's figures at the top level too, as the layout asks.
             "summary": first["summary"], "tests": first["tests"],
-            "execution": EXECUTION}
+            "execution": describe_execution(runs)}
+
+
+def run_interval(run: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(start, end) in seconds since the epoch; files written before "started_at" existed give
+    end - seconds.  None when the run names no finishing time."""
+    from datetime import datetime
+
+    if not run.get("finished_at"):
+        return None
+    end = datetime.strptime(run["finished_at"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    if run.get("started_at"):
+        return datetime.strptime(run["started_at"], "%Y-%m-%dT%H:%M:%S%z").timestamp(), end
+    return end - float(run["seconds"]), end
+
+
+def describe_execution(runs: Sequence[Mapping[str, Any]]) -> str:
+    """How the runs were executed, from their recorded times: sequential, or how many overlapped."""
+    intervals = [run_interval(run) for run in runs]
+    known = [(index, interval) for index, interval in enumerate(intervals) if interval is not None]
+    overlapped = {index for index, (start, end) in known
+                  for other, (other_start, other_end) in known
+                  if other != index and start < other_end - 1 and other_start < end - 1}
+    if not overlapped:
+        return f"sequential: no two of the {len(known)} timed runs overlapped in time"
+    frameworks = sorted({runs[index]["framework"] for index in overlapped})
+    return (f"{len(overlapped)} of {len(known)} timed runs overlapped in time with another run (two study "
+            f"processes side by side; frameworks {', '.join(frameworks)}), so their wall times ('seconds') are "
+            f"those of a shared 2-core machine, slower than alone; the other runs ran alone")
 
 
 def write_study(out: Path) -> dict[str, Any]:

@@ -99,3 +99,20 @@ def test_render_only_needs_a_study(tmp_path):
     assert completed.returncode == 2
     assert completed.stderr.strip() == f"error: --render-only: {tmp_path / RUNS_FOLDER} does not exist; run a " \
                                        f"study into --out {tmp_path} first"
+
+
+def test_execution_is_computed_from_the_recorded_run_times():
+    """Two study processes side by side overlap their runs; the page must say so, not assume sequential."""
+    from parity_tests.seeds import describe_execution
+
+    def run(framework, started, finished, seconds=60.0):
+        return {"framework": framework, "started_at": started, "finished_at": finished, "seconds": seconds}
+
+    alone = [run("keras", "2026-12-01T10:00:00+0000", "2026-12-01T10:01:00+0000"),
+             run("lightning", "2026-12-01T10:01:00+0000", "2026-12-01T10:02:00+0000")]
+    assert describe_execution(alone) == "sequential: no two of the 2 timed runs overlapped in time"
+    side_by_side = alone + [run("lightning", "2026-12-01T10:00:30+0000", "2026-12-01T10:00:50+0000")]
+    assert describe_execution(side_by_side).startswith("2 of 3 timed runs overlapped in time")
+    # A file from before "started_at" was recorded: its start is finished_at - seconds.
+    old = {"framework": "keras", "finished_at": "2026-12-01T10:01:30+0000", "seconds": 45.0}
+    assert describe_execution([alone[1], old]).startswith("2 of 2 timed runs overlapped")
