@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from data.atomic import write_atomic
+from parity_tests.seed_trends import trend_lines
 from parity_tests.seed_statistics import (DESCRIBED_OUTCOMES, FRAMEWORK_LABELS, FRAMEWORKS, TESTED_OUTCOMES,
                                           describe_difference, finite_values, format_number)
 
@@ -105,6 +106,7 @@ def render_markdown(study: Mapping[str, Any]) -> str:
                   *group["commands"], "```", "", "**Verdict.** " + " ".join(group["verdict"]), "",
                   *outcome_table(group), "", "<details><summary>Every run</summary>", "", *runs_table(runs), "",
                   "</details>", ""]
+    lines += trend_lines(study.get("trends", []))
     if study["groups"]:
         lines += ["![each run a dot, a box per framework and outcome](seeds.png)", ""]
     machines = sorted({describe_machine(run["machine"]) for run in study["runs"] if "machine" in run})

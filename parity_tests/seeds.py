@@ -288,6 +288,7 @@ def read_runs(out: Path) -> list[dict[str, Any]]:
 def build_study(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """seeds.json's object: the runs, and per study group its summary, tests and verdict."""
     from parity_tests.seed_statistics import compare_frameworks, summarize_outcomes, verdict_sentences
+    from parity_tests.seed_trends import book_trends, trend_sentences
 
     groups = []
     for key in sorted({tuple(run[k] for k in GROUP_KEYS) for run in runs}, key=lambda item: repr(item)):
@@ -300,6 +301,8 @@ def build_study(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"runs": list(runs), "groups": groups,
             # The first (or only) group's figures at the top level too, as the layout asks.
             "summary": first["summary"], "tests": first["tests"],
+            # Across experiments 3, 4 and 5 of the same seeds: do the book's trends hold? (seed_trends)
+            "trends": (trends := book_trends(runs)), "trend_verdict": trend_sentences(trends),
             "execution": describe_execution(runs)}
 
 
