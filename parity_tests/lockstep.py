@@ -254,8 +254,12 @@ def compare_update(keras_logits: np.ndarray, torch_logits: np.ndarray, kink: flo
 
 
 def train_in_lockstep(setting: Setting, dataset: Any, weights: Mapping[str, np.ndarray], epochs: int, *,
-                      near: float = 1e-5, eval_batch_size: int = 10_000, progress=None) -> dict[str, Any]:
-    """Both frameworks, update by update; every update's losses and logit comparison, every epoch's figures."""
+                      near: float = 1e-5, eval_batch_size: int = 10_000, progress=None,
+                      max_updates: int | None = None) -> dict[str, Any]:
+    """Both frameworks, update by update; every update's losses and logit comparison, every epoch's figures.
+
+    `max_updates` stops after that many updates (the suite pins where runs part without training whole
+    epochs); an epoch cut short gets no epoch figures."""
     train_x, train_y = dataset.split_arrays("train")
     valid_x, valid_y = dataset.split_arrays("valid")
     row_weights = np.where(train_y > 0.5, setting.class_weight[1], setting.class_weight[0])
@@ -271,6 +275,8 @@ def train_in_lockstep(setting: Setting, dataset: Any, weights: Mapping[str, np.n
             order = epoch_permutation(len(train_y), setting.seed, epoch)
             sizes = []
             for rows in batch_slices(len(order), setting.batch_size):
+                if max_updates is not None and len(updates["keras_loss"]) >= max_updates:
+                    return {"updates": updates, "epochs": epochs_out}
                 index = order[rows]
                 features, target, weight = train_x[index], train_y[index], row_weights[index]
                 keras_logits, keras_loss = keras_side.logits_and_loss(features, target, weight)

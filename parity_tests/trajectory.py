@@ -82,6 +82,7 @@ class Scenario:
     patience: int
     learning_rate: float | None = None     # None: hyperparameters.learning_rate as configured (0.001)
     seed: int = 42
+    activation: str | None = None          # None: hyperparameters.output_activation as configured
 
     def request(self, out_dir: Path, *, seed: int | None = None) -> RunRequest:
         """The RunRequest both trainers get (sample_rows None: pass `sample_dataset(...)` as dataset)."""
@@ -94,6 +95,8 @@ class Scenario:
             config = override(config, key, value)
         if self.learning_rate is not None:
             config = override(config, "hyperparameters.learning_rate", self.learning_rate)
+        if self.activation is not None:
+            config = override(config, "hyperparameters.output_activation", self.activation)
         settings = dataclasses.replace(resolve_experiment(config, self.experiment),
                                        epochs=self.epochs, patience=self.patience)
         if not settings.early_stop:
