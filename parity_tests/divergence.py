@@ -4,7 +4,7 @@
     python -m parity_tests.divergence --activation sigmoid --precision 32 --sample-rows 100000 --epochs 1 --json
     python -m parity_tests.divergence --out-dir docs/results             # what docs/results/divergence.* hold
 
-Both frameworks start from the same initial weights (parity_tests.trajectory.
+Both frameworks start from the same initial weights (experiment.weights.
 shared_initial_weights), see the same batches (the shared batch order) with
 the book's experiment-5 class weight, learning rate and batch size, and
 dropout 0, and are trained in lockstep (parity_tests.lockstep).  Per update it
@@ -151,7 +151,7 @@ def amplification(updates: Mapping[str, Sequence[float]], updates_per_epoch: int
 def run_setting(setting: Setting, dataset, epochs: int) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from parity_tests.trajectory import shared_initial_weights
+    from experiment.weights import shared_initial_weights
 
     weights = shared_initial_weights(dataset.vocab_sizes, INITIAL_WEIGHT_SEED)
     train_rows = len(dataset.split_arrays("train")[1])

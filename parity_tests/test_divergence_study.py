@@ -27,7 +27,7 @@ SAMPLE = ["--sample-rows", "20000", "--epochs", "1"]
 
 @pytest.mark.real_data
 def test_the_lockstep_keras_loss_is_the_loss_train_on_batch_reports(prepared_dataset):
-    from parity_tests.trajectory import shared_initial_weights
+    from experiment.weights import shared_initial_weights
 
     dataset = prepared_dataset.sample(20_000, 42)
     features, target = dataset.split_arrays("train")

@@ -2,7 +2,7 @@
 
 Every sentence here that makes a claim about a run is built from that run's
 numbers, and a sentence whose premise the numbers do not meet is not written
-(parity_tests/test_report_story.py checks the committed page against its
+(reports/tests/test_results_story.py checks the committed page against its
 results.json).  The reasons ("*Why:*") are chosen by the same numbers: a
 reason that holds for both frameworks is never offered for why they differ.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-FRAMEWORKS = ("keras", "lightning")
+from reports.study_flags import FRAMEWORKS
+
 FRAMEWORK_LABELS = {"keras": "Keras 3", "lightning": "Lightning"}
 # The chapter's own early-stopping example (patience 4) ran 12 epochs and kept 0.73164.
 BOOK_PATIENCE_4_EPOCHS = 12

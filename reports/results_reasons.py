@@ -3,16 +3,15 @@
 A reason is written only when the numbers meet its premise: a capped-run
 reason only for a capped run, "the same epoch" only when both kept the same
 epoch, and a setting both frameworks share is never offered for why they
-ended apart (parity_tests/test_report_story.py).
+ended apart (reports/tests/test_results_story.py).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from parity_tests.report_story import (BOOK_FN_PER_TP, FN_PER_TP_BOUNDS, FRAMEWORK_LABELS, _runs,
-                                       format_count, framework_agreement, shared_trajectory_lines, trend_checks,
-                                       unchecked_trends)
+from reports.results_story import (BOOK_FN_PER_TP, FN_PER_TP_BOUNDS, FRAMEWORK_LABELS, _runs, format_count,
+                                   framework_agreement, shared_trajectory_lines, trend_checks, unchecked_trends)
 
 
 # --------------------------------------------------------------------------
