@@ -115,7 +115,6 @@ def summarize(setting: Setting, run: Mapping[str, Any], updates_per_epoch: int, 
         "median_logit_difference_first_epoch": first_epoch_median(updates["logit_difference"], updates_per_epoch),
         "median_output_gradient_difference_first_epoch": first_epoch_median(updates["output_gradient_difference"],
                                                                             updates_per_epoch),
-        "output_gradient_amplification": amplification(updates, updates_per_epoch),
         "largest_step_gain": float(max(updates["largest_step_gain"])),
         "updates_with_overshooting_rows": int(sum(count > 0 for count in updates["overshooting_rows"])),
         "first_update_with_overshooting_rows": None if overshoot is None else overshoot + 1,
@@ -134,18 +133,6 @@ def summarize(setting: Setting, run: Mapping[str, Any], updates_per_epoch: int, 
 
 def first_epoch_median(values: Sequence[float], updates_per_epoch: int) -> float:
     return float(np.median(values[:updates_per_epoch]))
-
-
-def amplification(updates: Mapping[str, Sequence[float]], updates_per_epoch: int) -> float | None:
-    """Median over the first epoch's updates of (relative output-gradient difference / relative logit difference).
-
-    How much the loss's derivative magnifies a difference between the two frameworks' logits: about 1
-    for a well-conditioned output, far more where a small logit difference moves a row's gradient a lot.
-    """
-    pairs = [(gradient, logit) for gradient, logit in zip(updates["output_gradient_difference"][:updates_per_epoch],
-                                                          updates["logit_difference"][:updates_per_epoch])
-             if logit > 0.0]
-    return float(np.median([gradient / logit for gradient, logit in pairs])) if pairs else None
 
 
 def run_setting(setting: Setting, dataset, epochs: int) -> dict[str, Any]:

@@ -17,7 +17,6 @@ ValueError before any data is loaded.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

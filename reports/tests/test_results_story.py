@@ -78,7 +78,7 @@ def test_fn_about_twice_tp_is_claimed_only_inside_the_bounds(committed):
 def test_a_shared_setting_is_never_the_reason_the_frameworks_differ(committed):
     results, page = committed
     for check in results_story.trend_checks(results):
-        reasons = results_reasons.REASONS[check["trend"]](check, results)
+        reasons = results_reasons.reasons_for(check, results)
         if results_reasons.frameworks_split(check):
             assert results_reasons.parted_sentence(results) in reasons, check["trend"]
             assert results_reasons.SHARED_SETTINGS_REASON not in reasons, check["trend"]
