@@ -111,7 +111,7 @@ def replay(values: Sequence[float], monitor: str, mode: str | None, patience: in
 
 def _notes(scenario: dict[str, Any], values: list[float], keras_result: dict[str, Any],
            lightning_result: dict[str, Any], agree: bool, lightning_defaults: bool) -> list[str]:
-    monitor, mode, patience, min_delta = (scenario[key] for key in ("monitor", "mode", "patience", "min_delta"))
+    monitor, patience, min_delta = (scenario[key] for key in ("monitor", "patience", "min_delta"))
     notes = []
     if lightning_defaults:
         notes.append(f"Lightning side: stock EarlyStopping(monitor={monitor!r}, mode={lightning_result['mode']!r}, "
@@ -122,38 +122,10 @@ def _notes(scenario: dict[str, Any], values: list[float], keras_result: dict[str
         notes.append("Lightning side: the project's KerasCompatibleEarlyStopping and KerasCompatibleModelCheckpoint "
                      "(lightning_impl/callbacks.py); Keras side: keras.callbacks.EarlyStopping and "
                      "ModelCheckpoint(save_best_only=True).")
-    non_finite = [index for index, value in enumerate(values) if not math.isfinite(value)]
-    explained = False
-    if lightning_defaults and not agree:
-        first = values[0]
-        # NaN, or the infinity Lightning starts from (+inf in min mode, -inf in max mode).
-        not_an_improvement_for_lightning = math.isnan(first) or first == (
-            math.inf if lightning_result["mode"] == "min" else -math.inf)
-        if not math.isfinite(first):
-            sentence = (f"The first value is {json_safe(first)}: Keras starts from best=None, so it becomes the best "
-                        f"({'and nothing can beat NaN' if math.isnan(first) else 'compared as a number'}); "
-                        f"stock Lightning's check_finite=True stops at idx 0")
-            if not_an_improvement_for_lightning:
-                sentence += " (and its ±inf start would not count it as an improvement either)"
-            if math.isnan(first):
-                sentence += ". Its ModelCheckpoint stores NaN as ±inf, so any finite value replaces it"
-            notes.append(sentence + ".")
-            explained = True
-        elif non_finite:
-            notes.append(f"Non-finite values at idx {non_finite}: stock Lightning's check_finite=True stops at the "
-                         f"first one (idx {non_finite[0]}); Keras has no finiteness check (NaN is never an "
-                         f"improvement after the first epoch, ±inf compare as numbers).")
-            explained = True
-        if scenario["mode"] is None and keras_result["mode"] != lightning_result["mode"]:
-            notes.append(f"No mode given: Keras's mode='auto' resolved {monitor} to {keras_result['mode']!r}; "
-                         f"Lightning has no 'auto' and silently used its default {lightning_result['mode']!r}.")
-            explained = True
-        if min_delta < 0:
-            notes.append(f"min_delta={min_delta}: Keras uses abs(min_delta)={abs(min_delta)}; Lightning keeps the "
-                         f"sign and uses it as a tolerance: values up to {abs(min_delta)} worse than the best count as "
-                         f"improvements.")
-            explained = True
-    if not agree and not explained:
+    explanations = (_stock_lightning_explanations(scenario, values, keras_result, lightning_result)
+                    if lightning_defaults and not agree else [])
+    notes += explanations
+    if not agree and not explanations:
         notes.append("Disagreement not explained by a documented difference (docs/differences.md#callbacks); "
                      "please report it with this output.")
     if not lightning_defaults and values and math.isnan(values[0]):
@@ -170,6 +142,39 @@ def _notes(scenario: dict[str, Any], values: list[float], keras_result: dict[str
         notes.append(f"Checkpoint names differ: Keras {keras_result['best_file']!r} (1-based {{epoch}}) vs Lightning "
                      f"{lightning_result['best_file']!r}"
                      + (" (0-based {epoch})." if lightning_defaults else "."))
+    return notes
+
+
+def _stock_lightning_explanations(scenario: dict[str, Any], values: list[float], keras_result: dict[str, Any],
+                                  lightning_result: dict[str, Any]) -> list[str]:
+    """Why stock Lightning's callbacks disagreed with Keras's: the documented differences this curve shows."""
+    monitor, min_delta = scenario["monitor"], scenario["min_delta"]
+    non_finite = [index for index, value in enumerate(values) if not math.isfinite(value)]
+    notes = []
+    first = values[0]
+    # NaN, or the infinity Lightning starts from (+inf in min mode, -inf in max mode).
+    not_an_improvement_for_lightning = math.isnan(first) or first == (
+        math.inf if lightning_result["mode"] == "min" else -math.inf)
+    if not math.isfinite(first):
+        sentence = (f"The first value is {json_safe(first)}: Keras starts from best=None, so it becomes the best "
+                    f"({'and nothing can beat NaN' if math.isnan(first) else 'compared as a number'}); "
+                    f"stock Lightning's check_finite=True stops at idx 0")
+        if not_an_improvement_for_lightning:
+            sentence += " (and its ±inf start would not count it as an improvement either)"
+        if math.isnan(first):
+            sentence += ". Its ModelCheckpoint stores NaN as ±inf, so any finite value replaces it"
+        notes.append(sentence + ".")
+    elif non_finite:
+        notes.append(f"Non-finite values at idx {non_finite}: stock Lightning's check_finite=True stops at the "
+                     f"first one (idx {non_finite[0]}); Keras has no finiteness check (NaN is never an "
+                     f"improvement after the first epoch, ±inf compare as numbers).")
+    if scenario["mode"] is None and keras_result["mode"] != lightning_result["mode"]:
+        notes.append(f"No mode given: Keras's mode='auto' resolved {monitor} to {keras_result['mode']!r}; "
+                     f"Lightning has no 'auto' and silently used its default {lightning_result['mode']!r}.")
+    if min_delta < 0:
+        notes.append(f"min_delta={min_delta}: Keras uses abs(min_delta)={abs(min_delta)}; Lightning keeps the "
+                     f"sign and uses it as a tolerance: values up to {abs(min_delta)} worse than the best count as "
+                     f"improvements.")
     return notes
 
 
