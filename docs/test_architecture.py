@@ -90,7 +90,8 @@ def test_the_tools_do_not_import_the_test_folder():
 def test_the_checker_sees_a_broken_rule(tmp_path):
     """A lazy cross-framework import is reported, a test file's is not, and convert's exception is convert's only."""
     (tmp_path / "keras_impl" / "tests").mkdir(parents=True)
-    (tmp_path / "keras_impl" / "leak.py").write_text("def f():\n    from lightning_impl import model\n    import torch\n")
+    (tmp_path / "keras_impl" / "leak.py").write_text("def f():\n    from lightning_impl import model\n"
+                                                     "    import torch\n")
     (tmp_path / "keras_impl" / "tests" / "test_ok.py").write_text("import lightning_impl\n")
     (tmp_path / "lightning_impl").mkdir()
     (tmp_path / "lightning_impl" / "convert.py").write_text("from bridge.convert import main\n")

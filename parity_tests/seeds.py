@@ -48,15 +48,17 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from configs.cli import OneLineArgumentParser, non_negative_int, positive_int, resolve_run_request
+from configs.cli import non_negative_int, positive_int, resolve_run_request
 from configs.loader import BATCH_ORDERS, load_config, override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
 from experiment.console import emit_json, run_main, say
 from experiment.machine import describe_machine
 from reports.results_run import free_framework_state, train_one as train_framework
-from reports.study_flags import DEFAULT_OUT_DIR, FRAMEWORKS, add_study_arguments, comma_list, command_line
+from reports.study_flags import (DEFAULT_OUT_DIR, FRAMEWORKS, add_study_arguments, comma_list, command_line,
+                                 study_parser)
 
+COMMAND = "python -m parity_tests.seeds"
 RUNS_FOLDER = "seed-runs"
 DEFAULT_SEED_COUNT = 10
 EXECUTION = "sequential: one run at a time, in one process (the two frameworks' runs never overlapped)"
@@ -75,12 +77,10 @@ def seed_list(text: str) -> list[int]:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(
-        prog="python -m parity_tests.seeds",
-        description="Train one experiment with many seeds in Keras 3 and Lightning (each framework's own seeded "
-                    "initial weights and dropout), and compare the two distributions: medians, spread, "
-                    "Mann-Whitney U, the smallest detectable difference, and the collapse rate.",
-        epilog=__doc__.split("Each run is", 1)[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = study_parser(
+        COMMAND, "Train one experiment with many seeds in Keras 3 and Lightning (each framework's own seeded initial "
+                 "weights and dropout), and compare the two distributions: medians, spread, Mann-Whitney U, the "
+                 "smallest detectable difference, and the collapse rate.", __doc__.split("Each run is", 1)[0].strip())
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=positive_int, default=None, metavar="K",
                        help=f"run seeds 1..K in each framework (default {DEFAULT_SEED_COUNT})")
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if not args.render_only:
         settings = study_settings(args)
-        command = command_line("python -m parity_tests.seeds", argv if argv is not None else sys.argv[1:])
+        command = command_line(COMMAND, argv if argv is not None else sys.argv[1:])
         run_study(args, plan_runs(args, settings), out, command)
     elif not (out / RUNS_FOLDER).is_dir():
         raise ValueError(f"--render-only: {out / RUNS_FOLDER} does not exist; run a study into --out {out} first")

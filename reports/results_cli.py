@@ -59,23 +59,20 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from configs.cli import OneLineArgumentParser, non_negative_int, positive_int
+from configs.cli import non_negative_int, positive_int
 from experiment.console import emit_json
 from reports.results_page import DEFAULT_EXPERIMENTS, results_payload
 from reports.results_run import INITIAL_WEIGHTS_CHOICES, build_report, render_only
-from reports.study_flags import DEFAULT_OUT_DIR, add_study_arguments, comma_list, command_line
+from reports.study_flags import DEFAULT_OUT_DIR, add_study_arguments, comma_list, command_line, study_parser
 
 COMMAND = "python -m parity_tests.report"
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(
-        prog=COMMAND,
-        description="Run the chapter-6 experiments in Keras 3 and Lightning on one dataset, one seed and the "
-                    "shared batch order; write tables, curves, confusion matrices and the comparison with "
-                    "the book's trends to docs/results/.",
-        epilog=__doc__.split("What it does", 1)[0].strip(),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = study_parser(
+        COMMAND, "Run the chapter-6 experiments in Keras 3 and Lightning on one dataset, one seed and the shared "
+                 "batch order; write tables, curves, confusion matrices and the comparison with the book's trends "
+                 "to docs/results/.", __doc__.split("What it does", 1)[0].strip())
     parser.add_argument("--experiments", type=comma_list, default=list(DEFAULT_EXPERIMENTS), metavar="IDS",
                         help="experiment ids from the config's table (default 1,2,3,4,5)")
     add_study_arguments(parser)

@@ -66,6 +66,18 @@ def index_table(results: Mapping[str, Any]) -> list[str]:
                 f"{format_seconds(summary['seconds'])} | {figures} |")
     return lines
 
+def experiment_section(experiment: str, entry: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One experiment's heading, settings line, table (Keras | Lightning) and its two figures."""
+    early_stop = (f"on {entry['monitor']} ({entry['mode']}), patience {entry['patience']}" if entry["early_stop"]
+                  else "no")
+    return [f"## Experiment {experiment}: {entry['description']}", "",
+            f"Early stop: {early_stop}; one_weight {entry['one_weight']}; epochs {entry['epochs']} "
+            f"(table: {entry['table_epochs']}).", "",
+            *experiment_table(runs), "",
+            f"![validation curves, experiment {experiment}]({curves_file(experiment)})", "",
+            f"![test confusion matrices, experiment {experiment}]({confusion_file(experiment)})", ""]
+
+
 def render_markdown(results: Mapping[str, Any]) -> str:
     settings, machine = results["settings"], results["machine"]
     load_start = " / ".join(f"{value:.2f}" for value in machine.get("load_average_at_start", []))
@@ -94,13 +106,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines.append(f"- **{scope_note(settings)[0].upper() + scope_note(settings)[1:]}.**")
     lines += ["", "## All experiments", "", *index_table(results), ""]
     for experiment, runs in results["experiments"].items():
-        entry = results["experiment_settings"][experiment]
-        lines += [f"## Experiment {experiment}: {entry['description']}", "",
-                  f"Early stop: {'on ' + entry['monitor'] + ' (' + entry['mode'] + '), patience ' + str(entry['patience']) if entry['early_stop'] else 'no'}; "
-                  f"one_weight {entry['one_weight']}; epochs {entry['epochs']} (table: {entry['table_epochs']}).", "",
-                  *experiment_table(runs), "",
-                  f"![validation curves, experiment {experiment}]({curves_file(experiment)})", "",
-                  f"![test confusion matrices, experiment {experiment}]({confusion_file(experiment)})", ""]
+        lines += experiment_section(experiment, results["experiment_settings"][experiment], runs)
     lines += trends_section(results)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -37,12 +37,32 @@ def parted_sentence(results: Mapping[str, Any]) -> str:
             f"their two runs parted during training (see *Keras 3 vs Lightning*).")
 
 
+# Why a trend reproduces in every framework that ran it, by trend (experiment 2 says it in its own reasons).
+WHY_IT_REPRODUCES = {
+    "1": (
+        "With one_weight 1.0 and about 2.2 % positive slots, the cross-entropy is minimised early by "
+        "pushing every output below 0.5; plain SGD at learning rate 0.001 needs far more than 10 epochs "
+        "before the embeddings separate the few delay-prone slots enough to cross the threshold. That "
+        "does not depend on the Keras version, the split or the date range, so it reproduces."),
+    "3": (
+        "The balanced class weight (one_weight = count_no_delay / count_delay on the train split, value "
+        "under \"How this setup differs\") makes a missed delay cost as much as one_weight false alarms, "
+        "so the model predicts delay wherever a slot's delay rate is well above average, and true "
+        "positives overtake false negatives within the first epochs."),
+    "4": (
+        "Stopping on val_loss keeps an earlier epoch than the last; here that epoch sits at a higher "
+        "recall than experiment 3's final weights."),
+    "5": (
+        "Stopping on val_accuracy keeps the epoch where the weighted model is most accurate on the "
+        "validation split, which, as in the book, is also one with high recall."),
+    "5-patience-4": (
+        "The weighted model's validation accuracy is set by how many of the ~98 % no-delay slots the "
+        "class weight pushes above 0.5; with a class weight computed the book's way that share is close "
+        "to the book's, and so is the kept value."),
+}
+
+
 def reasons_experiment_1(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["With one_weight 1.0 and about 2.2 % positive slots, the cross-entropy is minimised early by "
-                "pushing every output below 0.5; plain SGD at learning rate 0.001 needs far more than 10 epochs "
-                "before the embeddings separate the few delay-prone slots enough to cross the threshold. That "
-                "does not depend on the Keras version, the split or the date range, so it reproduces."]
     return ["Where it does not: unweighted training with plain SGD is not stable for this model; a run that "
             "reaches the no-delay level can leave it again, and one 10-epoch run can end on either side."]
 
@@ -81,11 +101,6 @@ def _outcomes_differ(results: Mapping[str, Any], experiment: str) -> bool:
 
 
 def reasons_experiment_3(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["The balanced class weight (one_weight = count_no_delay / count_delay on the train split, value "
-                "under \"How this setup differs\") makes a missed delay cost as much as one_weight false alarms, "
-                "so the model predicts delay wherever a slot's delay rate is well above average, and true "
-                "positives overtake false negatives within the first epochs."]
     reasons = ["Where it does not: the weighted training swings from epoch to epoch (see the curves), and the "
                "last epoch, the one experiment 3 tests, landed in a low-recall swing."]
     if was_capped(results, "3"):
@@ -101,9 +116,6 @@ def same_training(results: Mapping[str, Any], framework: str, experiments: Seque
 
 
 def reasons_experiment_4(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["Stopping on val_loss keeps an earlier epoch than the last; here that epoch sits at a higher "
-                "recall than experiment 3's final weights."]
     failing = [name for name, flag in check["reproduced"].items() if not flag]
     reasons = []
     if all(same_training(results, name, ("3", "4")) for name in failing):
@@ -116,9 +128,6 @@ def reasons_experiment_4(check, results) -> list[str]:
 
 
 def reasons_experiment_5(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["Stopping on val_accuracy keeps the epoch where the weighted model is most accurate on the "
-                "validation split, which, as in the book, is also one with high recall."]
     reasons = []
     for name in [name for name, flag in check["reproduced"].items() if not flag]:
         run, before = _runs(results, "5")[name], _runs(results, "4")[name]
@@ -137,10 +146,6 @@ def reasons_experiment_5(check, results) -> list[str]:
 
 
 def reasons_patience_4(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["The weighted model's validation accuracy is set by how many of the ~98 % no-delay slots the "
-                "class weight pushes above 0.5; with a class weight computed the book's way that share is close "
-                "to the book's, and so is the kept value."]
     return ["The level is set by how many no-delay slots the class weight pushes above 0.5; our data keep the "
             "rows with out-of-range vehicle numbers (more delay slots), end on 2019-10-31 and use a 60/20/20 "
             "split, and the activation is Keras 3's, so the level and the epoch at which it peaks differ from "
@@ -166,6 +171,8 @@ def parted(check: Mapping[str, Any], results: Mapping[str, Any]) -> bool:
 def reasons_for(check: Mapping[str, Any], results: Mapping[str, Any]) -> list[str]:
     """A trend's *Why:* lines: its own reasons, then, where the frameworks ended apart, that no shared
     setting explains it."""
+    if all(check["reproduced"].values()) and check["trend"] in WHY_IT_REPRODUCES:
+        return [WHY_IT_REPRODUCES[check["trend"]]]
     reasons = REASONS.get(check["trend"], lambda *_: [])(check, results)
     return reasons + [parted_sentence(results)] if parted(check, results) else reasons
 
@@ -180,7 +187,8 @@ def dataset_facts_lines(results: Mapping[str, Any]) -> list[str]:
                      f"{format_count(facts['splits'].get('train'))} / {format_count(facts['splits'].get('valid'))} / "
                      f"{format_count(facts['splits'].get('test'))}), delay rate "
                      f"{facts['delay_rate'] * 100:.2f} %, dates {facts.get('date_start')} to {facts.get('date_end')}"
-                     + (f", balanced one_weight {', '.join(str(value) for value in one_weights)}" if one_weights else "")
+                     + (f", balanced one_weight {', '.join(str(value) for value in one_weights)}"
+                        if one_weights else "")
                      + ".")
     return lines
 

@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Sequence
 
-from configs.cli import non_negative_int, positive_int
+from configs.cli import OneLineArgumentParser, non_negative_int, positive_int
 
 FRAMEWORKS = ("keras", "lightning")
 # Where the committed pages of every study live.
@@ -31,6 +31,12 @@ def comma_list(text: str) -> list[str]:
 def command_line(command: str, argv: Sequence[str]) -> str:
     """The command as a reader would retype it, stored on the page it produced."""
     return " ".join([command, *(shlex.quote(item) for item in argv)])
+
+
+def study_parser(command: str, description: str, usage_text: str) -> argparse.ArgumentParser:
+    """A study's parser: bad flags are one line (exit 2), and --help ends with the usage examples as written."""
+    return OneLineArgumentParser(prog=command, description=description, epilog=usage_text,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
