@@ -9,7 +9,7 @@ Each run is what a user's run is: `train()` of keras_impl or lightning_impl
 with the book's settings of --experiment, and general.seed set to the run's
 seed, so each framework draws its own initial weights and dropout masks from
 its own seeded generators (not the shared initial weights of
-python -m parity_tests.report).  With --batch-order shared (the default) both
+parity_tests.report).  With --batch-order shared (the default) both
 frameworks of one seed see the same batches (data.batches.epoch_permutation);
 --batch-order framework lets each shuffle its own way.  The data are the
 same for every run: the split and the --sample-rows subset are drawn once
@@ -43,22 +43,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from configs.cli import non_negative_int, positive_int, resolve_run_request
-from configs.loader import BATCH_ORDERS, load_config, override
+from configs.cli import OneLineArgumentParser, non_negative_int, positive_int, resolve_run_request
+from configs.loader import load_config, override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
 from experiment.console import emit_json, run_main, say
-from experiment.machine import describe_machine
-from reports.results_run import free_framework_state, train_one as train_framework
-from reports.study_flags import (DEFAULT_OUT_DIR, FRAMEWORKS, add_study_arguments, comma_list, command_line,
-                                 study_parser)
 
-COMMAND = "python -m parity_tests.seeds"
+FRAMEWORKS = ("keras", "lightning")
+BATCH_ORDERS = ("shared", "framework")
+DEFAULT_OUT = Path("docs") / "results"
 RUNS_FOLDER = "seed-runs"
 DEFAULT_SEED_COUNT = 10
 EXECUTION = "sequential: one run at a time, in one process (the two frameworks' runs never overlapped)"
@@ -69,6 +68,13 @@ RUN_KEYS = ("framework", "seed", "sample_rows", "experiment", "epochs_cap", "pat
 GROUP_KEYS = ("experiment", "sample_rows", "epochs_cap", "patience", "batch_order")
 
 
+def comma_list(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list, e.g. keras,lightning")
+    return items
+
+
 def seed_list(text: str) -> list[int]:
     seeds = [non_negative_int(item) for item in comma_list(text)]
     if len(set(seeds)) != len(seeds):
@@ -77,10 +83,12 @@ def seed_list(text: str) -> list[int]:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = study_parser(
-        COMMAND, "Train one experiment with many seeds in Keras 3 and Lightning (each framework's own seeded initial "
-                 "weights and dropout), and compare the two distributions: medians, spread, Mann-Whitney U, the "
-                 "smallest detectable difference, and the collapse rate.", __doc__.split("Each run is", 1)[0].strip())
+    parser = OneLineArgumentParser(
+        prog="python -m parity_tests.seeds",
+        description="Train one experiment with many seeds in Keras 3 and Lightning (each framework's own seeded "
+                    "initial weights and dropout), and compare the two distributions: medians, spread, "
+                    "Mann-Whitney U, the smallest detectable difference, and the collapse rate.",
+        epilog=__doc__.split("Each run is", 1)[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=positive_int, default=None, metavar="K",
                        help=f"run seeds 1..K in each framework (default {DEFAULT_SEED_COUNT})")
@@ -88,14 +96,26 @@ def build_argument_parser() -> argparse.ArgumentParser:
                        help="run exactly these seeds in each framework")
     parser.add_argument("--experiment", default="5", metavar="ID",
                         help="experiment id from the config's table (default 5: early stop on val_accuracy)")
-    add_study_arguments(parser)
+    parser.add_argument("--sample-rows", type=positive_int, default=None, metavar="N",
+                        help="a seeded subset of N prepared rows, the same for every run (default: the full data)")
     parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
                         help="the epoch cap (default: the experiment's epochs, 50 for experiment 5)")
+    parser.add_argument("--patience", type=non_negative_int, default=None, metavar="N",
+                        help="EarlyStopping patience (default hyperparameters.patience_threshold, 15)")
+    parser.add_argument("--frameworks", type=comma_list, default=list(FRAMEWORKS), metavar="NAMES",
+                        help="keras, lightning or both (default keras,lightning)")
     parser.add_argument("--batch-order", choices=BATCH_ORDERS, default="shared",
                         help="shared (default): both frameworks of a seed see the same batches; framework: each "
                              "shuffles its own way")
-    parser.add_argument("--out", default=str(DEFAULT_OUT_DIR), metavar="DIR",
+    parser.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR",
                         help="where seed-runs/, seeds.json, seeds.md and seeds.png go (default docs/results)")
+    parser.add_argument("--runs-dir", default=None, metavar="DIR",
+                        help="parent of the trainers' run directories (default general.out_dir, runs/)")
+    parser.add_argument("--config", default=None, metavar="PATH", help="YAML config (default configs/streetcar.yaml)")
+    parser.add_argument("--raw-dir", default=None, metavar="DIR",
+                        help="folder of the TTC workbooks (default $STREETCAR_RAW_DIR, else data/raw/)")
+    parser.add_argument("--accelerator", default="auto", metavar="NAME",
+                        help="Lightning accelerator (default auto: a GPU when there is one)")
     parser.add_argument("--render-only", action="store_true",
                         help="train nothing: rebuild seeds.json, seeds.md and seeds.png from --out/seed-runs/")
     parser.add_argument("--json", action="store_true", help="print seeds.json's object on stdout")
@@ -148,6 +168,8 @@ def plan_runs(args: argparse.Namespace, settings: Mapping[str, Any]) -> list[Pla
 def run_record(result: Mapping[str, Any], run: PlannedRun, seconds: float, data_seed: int,
                command: str) -> dict[str, Any]:
     """The per-run fields of seeds.json from a trainer's result (RESULT_KEYS)."""
+    from experiment.machine import describe_machine
+
     val_accuracy = [float(value) for value in result["history"].get("val_accuracy", [])]
     test = result["test"]
     kept = result["best_epoch"] if result["best_epoch"] is not None else len(val_accuracy) - 1
@@ -180,6 +202,8 @@ def project_relative(path: str) -> str:
 
 def train_one(run: PlannedRun, args: argparse.Namespace, dataset, progress) -> dict[str, Any]:
     """One trainer run with general.seed = the run seed on the study's one dataset (already sampled)."""
+    from reports.results_run import free_framework_state, train_one as train_framework
+
     request = resolve_run_request(argparse.Namespace(
         config=args.config, experiment=args.experiment, epochs=args.epochs, patience=args.patience,
         seed=run.seed, sample_rows=None, raw_dir=args.raw_dir, out_dir=args.runs_dir, json=False))
@@ -294,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if not args.render_only:
         settings = study_settings(args)
-        command = command_line(COMMAND, argv if argv is not None else sys.argv[1:])
+        command = " ".join(["python -m parity_tests.seeds",
+                            *(shlex.quote(item) for item in (argv if argv is not None else sys.argv[1:]))])
         run_study(args, plan_runs(args, settings), out, command)
     elif not (out / RUNS_FOLDER).is_dir():
         raise ValueError(f"--render-only: {out / RUNS_FOLDER} does not exist; run a study into --out {out} first")

@@ -66,6 +66,7 @@ def index_table(results: Mapping[str, Any]) -> list[str]:
                 f"{format_seconds(summary['seconds'])} | {figures} |")
     return lines
 
+
 def experiment_section(experiment: str, entry: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One experiment's heading, settings line, table (Keras | Lightning) and its two figures."""
     early_stop = (f"on {entry['monitor']} ({entry['mode']}), patience {entry['patience']}" if entry["early_stop"]
