@@ -40,7 +40,7 @@ INITIAL_WEIGHTS_CHOICES = ("shared", "seeded")
 
 
 def summarize_run(result: Mapping[str, Any], one_weight: float) -> dict[str, Any]:
-    """The report's figures of one train() result (see the module docstring for the epoch conventions)."""
+    """The report's figures of one train() result (epoch conventions: reports/results_cli.py)."""
     history = result["history"]
     val_accuracy = [float(value) for value in history.get("val_accuracy", [])]
     val_loss = [float(value) for value in history.get("val_loss", [])]
