@@ -328,7 +328,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         f"Produced by `{result['command']}` (**{result['mode']} mode**) on {result['date']}, in "
         f"{number(result.get('total_seconds'), 0)} s.{sample_note}",
         "",
-        f"* machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gb']} GiB memory, "
+        f"* machine: {machine['usable_cores']} cores ({machine['cpu_model']}), {machine['memory_gb']} GiB memory, "
         f"{machine['platform']}",
         f"* device: {result['device']}" + (f"; {'; '.join(thread_text)}" if thread_text else ""),
         f"* load average (1 / 5 / 15 min): {load_text(load.get('start'))} at the start, "

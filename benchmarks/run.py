@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
 import os
 import platform
@@ -56,6 +55,7 @@ from typing import Any, Mapping, Sequence
 
 from benchmarks.summary import describe_growth, fit_line, latency_percentiles, ratio, summarize_samples
 from configs.cli import OneLineArgumentParser, positive_int
+from experiment.machine import describe_machine, load_average, package_version
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "benchmarks.md"
@@ -275,40 +275,10 @@ def time_prepare_command(raw_dir: str | None, config: str | None) -> dict[str, f
 # --------------------------------------------------------------------------
 
 
-def package_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def library_versions() -> dict[str, str | None]:
     names = ("tensorflow", "keras", "torch", "lightning", "torchmetrics", "numpy", "pandas", "pyarrow",
              "python-calamine")
     return {"python": platform.python_version(), **{name: package_version(name) for name in names}}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def describe_machine() -> dict[str, Any]:
-    import psutil
-
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cores": usable, "logical_cpus": os.cpu_count(), "cpu": cpu_model(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": f"{platform.system()} {platform.release()} {platform.machine()}"}
-
-
-def load_average() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
 
 
 # --------------------------------------------------------------------------

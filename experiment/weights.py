@@ -30,6 +30,8 @@ import numpy as np
 from data.dataset import COLUMNS
 
 BATCHNORM_FIELDS = ("gamma", "beta", "moving_mean", "moving_variance")
+# Keras Embedding's default initialiser: RandomUniform(-0.05, 0.05).
+EMBEDDING_INIT_LIMIT = 0.05
 
 
 def expected_shapes(vocab_sizes: Mapping[str, int], embedding_dim: int = 10) -> dict[str, tuple[int, ...]]:
@@ -78,3 +80,26 @@ def parameter_counts(vocab_sizes: Mapping[str, int], embedding_dim: int = 10) ->
                         if name.endswith((".moving_mean", ".moving_variance")))
     total = sum(sizes.values())
     return {"total": total, "trainable": total - non_trainable, "non_trainable": non_trainable}
+
+
+def shared_initial_weights(vocab_sizes: Mapping[str, int], seed: int, embedding_dim: int = 10) -> dict[str, np.ndarray]:
+    """Canonical float32 weights drawn with NumPy from Keras's default initialisers.
+
+    One starting point for both frameworks: Embedding U(-0.05, 0.05), Dense glorot_uniform kernel and
+    zero bias, BatchNorm gamma 1 / beta 0 / moving mean 0 / moving variance 1 (each train() sets them
+    with its `initial_weights=` keyword), so two runs differ only by the frameworks' arithmetic.
+    """
+    rng = np.random.default_rng(seed)
+    weights: dict[str, np.ndarray] = {}
+    for name, shape in expected_shapes(vocab_sizes, embedding_dim).items():
+        if name.startswith("embedding."):
+            value = rng.uniform(-EMBEDDING_INIT_LIMIT, EMBEDDING_INIT_LIMIT, size=shape)
+        elif name == "output.kernel":
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))          # glorot_uniform
+            value = rng.uniform(-limit, limit, size=shape)
+        elif name.endswith((".gamma", ".moving_variance")):
+            value = np.ones(shape)
+        else:                                                      # beta, moving_mean, output.bias
+            value = np.zeros(shape)
+        weights[name] = value.astype(np.float32)
+    return weights

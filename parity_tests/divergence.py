@@ -4,7 +4,7 @@
     python -m parity_tests.divergence --activation sigmoid --precision 32 --sample-rows 100000 --epochs 1 --json
     python -m parity_tests.divergence --out-dir docs/results             # what docs/results/divergence.* hold
 
-Both frameworks start from the same initial weights (parity_tests.trajectory.
+Both frameworks start from the same initial weights (experiment.weights.
 shared_initial_weights), see the same batches (the shared batch order) with
 the book's experiment-5 class weight, learning rate and batch size, and
 dropout 0, and are trained in lockstep (parity_tests.lockstep).  Per update it
@@ -115,7 +115,6 @@ def summarize(setting: Setting, run: Mapping[str, Any], updates_per_epoch: int, 
         "median_logit_difference_first_epoch": first_epoch_median(updates["logit_difference"], updates_per_epoch),
         "median_output_gradient_difference_first_epoch": first_epoch_median(updates["output_gradient_difference"],
                                                                             updates_per_epoch),
-        "output_gradient_amplification": amplification(updates, updates_per_epoch),
         "largest_step_gain": float(max(updates["largest_step_gain"])),
         "updates_with_overshooting_rows": int(sum(count > 0 for count in updates["overshooting_rows"])),
         "first_update_with_overshooting_rows": None if overshoot is None else overshoot + 1,
@@ -136,22 +135,10 @@ def first_epoch_median(values: Sequence[float], updates_per_epoch: int) -> float
     return float(np.median(values[:updates_per_epoch]))
 
 
-def amplification(updates: Mapping[str, Sequence[float]], updates_per_epoch: int) -> float | None:
-    """Median over the first epoch's updates of (relative output-gradient difference / relative logit difference).
-
-    How much the loss's derivative magnifies a difference between the two frameworks' logits: about 1
-    for a well-conditioned output, far more where a small logit difference moves a row's gradient a lot.
-    """
-    pairs = [(gradient, logit) for gradient, logit in zip(updates["output_gradient_difference"][:updates_per_epoch],
-                                                          updates["logit_difference"][:updates_per_epoch])
-             if logit > 0.0]
-    return float(np.median([gradient / logit for gradient, logit in pairs])) if pairs else None
-
-
 def run_setting(setting: Setting, dataset, epochs: int) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from parity_tests.trajectory import shared_initial_weights
+    from experiment.weights import shared_initial_weights
 
     weights = shared_initial_weights(dataset.vocab_sizes, INITIAL_WEIGHT_SEED)
     train_rows = len(dataset.split_arrays("train")[1])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
@@ -54,16 +54,6 @@ def table(settings: Mapping[str, Mapping[str, Any]]) -> list[str]:
             f"{_value(summary['first_update_with_rows_on_different_sides']) if kinked else '–'} | "
             f"{_value(summary['largest_loss_difference_before_first_split']) if kinked else '–'} |")
     return lines
-
-
-def shows_amplification_mechanism(settings: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether every setting that parted amplifies logit differences more than every setting that did not."""
-    gains = {name: summary.get("output_gradient_amplification") for name, summary in settings.items()}
-    parted = [name for name, summary in settings.items() if summary["first_update_over_threshold"] is not None]
-    together = [name for name in settings if name not in parted]
-    if not parted or not together or any(gains[name] is None for name in settings):
-        return False
-    return min(gains[name] for name in parted) > max(gains[name] for name in together)
 
 
 def shows_kink_mechanism(settings: Mapping[str, Mapping[str, Any]]) -> bool:
@@ -145,20 +135,6 @@ def mechanism_paragraph(settings: Mapping[str, Mapping[str, Any]]) -> list[str]:
             "one side of the kink in Keras and on the other in Lightning.")
     if shows_overshoot_mechanism(settings):
         paragraphs.append(overshoot_paragraph(settings))
-    if shows_amplification_mechanism(settings):
-        parted = {name: summary for name, summary in settings.items()
-                  if summary["first_update_over_threshold"] is not None}
-        together = {name: summary for name, summary in settings.items() if name not in parted}
-        low = min(summary["output_gradient_amplification"] for summary in parted.values())
-        high = max(summary["output_gradient_amplification"] for summary in together.values())
-        paragraphs.append(
-            f"**Mechanism (from the numbers above).** The settings that parted ({', '.join(parted)}) are exactly "
-            f"those whose loss turns a relative difference between the two frameworks' logits into a relative "
-            f"difference of the output gradient at least {low:,.3g} times larger (median over the first epoch); "
-            f"in the settings that stayed together ({', '.join(together)}) that factor is at most {high:,.3g}. "
-            f"On hard_sigmoid's slope a delay row's gradient is -w / (6 p N): a row whose logit sits just above "
-            f"the lower kink has a tiny p, so a float32 rounding difference in its logit becomes a large "
-            f"difference in its step, and plain SGD carries it on.")
     if not paragraphs:
         paragraphs.append("**Mechanism.** The numbers above do not single out a mechanism for every setting that "
                           "parted (see the per-setting lines); none is claimed.")
@@ -214,8 +190,3 @@ def write_page(out_dir: Path, command: str) -> None:
         for name, summary in settings.items()}})
     write_atomic(out_dir / "divergence.md", render(settings, command))
     plot(out_dir / "divergence.png", settings)
-
-
-def page_claims(settings: Mapping[str, Mapping[str, Any]]) -> Sequence[str]:
-    """The per-setting sentences (for tests)."""
-    return [setting_sentence(summary) for summary in settings.values()]

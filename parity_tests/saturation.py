@@ -186,7 +186,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from data import load_prepared
-    from parity_tests.trajectory import shared_initial_weights
+    from experiment.weights import shared_initial_weights
 
     args = build_argument_parser().parse_args(argv)
     request = resolve_run_request(argparse.Namespace(

@@ -15,11 +15,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from data.atomic import write_atomic
+from parity_tests.seed_statistics import (DESCRIBED_OUTCOMES, FRAMEWORK_LABELS, TESTED_OUTCOMES, describe_difference,
+                                          finite_values, format_number)
 from parity_tests.seed_trends import trend_lines
-from parity_tests.seed_statistics import (DESCRIBED_OUTCOMES, FRAMEWORK_LABELS, FRAMEWORKS, TESTED_OUTCOMES,
-                                          describe_difference, finite_values, format_number)
-
-FRAMEWORK_COLOURS = {"keras": "tab:red", "lightning": "tab:blue"}
+from reports.results_plots import FRAMEWORK_COLOURS
+from reports.study_flags import FRAMEWORKS
 
 
 def describe_settings(settings: Mapping[str, Any]) -> str:
@@ -82,7 +82,7 @@ def format_ratio(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
 
 
-def describe_machine(machine: Mapping[str, Any]) -> str:
+def machine_line(machine: Mapping[str, Any]) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in sorted(machine["versions"].items()))
     return f"{machine['cpu_model']}, {machine['usable_cores']} usable core(s), {versions}"
 
@@ -109,7 +109,7 @@ def render_markdown(study: Mapping[str, Any]) -> str:
     lines += trend_lines(study.get("trends", []))
     if study["groups"]:
         lines += ["![each run a dot, a box per framework and outcome](seeds.png)", ""]
-    machines = sorted({describe_machine(run["machine"]) for run in study["runs"] if "machine" in run})
+    machines = sorted({machine_line(run["machine"]) for run in study["runs"] if "machine" in run})
     lines += [f"Machine(s) of the runs: {'; '.join(machines) if machines else 'none recorded'}.", ""]
     return "\n".join(lines)
 

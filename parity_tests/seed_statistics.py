@@ -37,12 +37,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from reports.study_flags import FRAMEWORKS
+
 ALPHA = 0.05
 POWER = 0.8
 RESAMPLES = 400
 RESAMPLE_SEED = 20260601
 BISECTION_STEPS = 30
-FRAMEWORKS = ("keras", "lightning")
 FRAMEWORK_LABELS = {"keras": "Keras", "lightning": "Lightning"}
 # (key, label, digits): the outcomes compared between the frameworks.
 TESTED_OUTCOMES: tuple[tuple[str, str, int], ...] = (

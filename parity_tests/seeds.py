@@ -169,7 +169,7 @@ def plan_runs(args: argparse.Namespace, settings: Mapping[str, Any]) -> list[Pla
 def run_record(result: Mapping[str, Any], run: PlannedRun, seconds: float, data_seed: int,
                command: str) -> dict[str, Any]:
     """The per-run fields of seeds.json from a trainer's result (RESULT_KEYS)."""
-    from parity_tests.report import describe_machine
+    from experiment.machine import describe_machine
 
     val_accuracy = [float(value) for value in result["history"].get("val_accuracy", [])]
     test = result["test"]
@@ -204,7 +204,7 @@ def project_relative(path: str) -> str:
 
 def train_one(run: PlannedRun, args: argparse.Namespace, dataset, progress) -> dict[str, Any]:
     """One trainer run with general.seed = the run seed on the study's one dataset (already sampled)."""
-    from parity_tests.report import free_framework_state, train_one as train_framework
+    from reports.results_run import free_framework_state, train_one as train_framework
 
     request = resolve_run_request(argparse.Namespace(
         config=args.config, experiment=args.experiment, epochs=args.epochs, patience=args.patience,

@@ -5,7 +5,7 @@
 Every scenario runs the real `keras.callbacks.EarlyStopping` +
 `ModelCheckpoint(save_best_only=True)` in a Keras `Model.fit` and the
 project's Lightning callbacks in a `Trainer.fit`, with the monitored metric
-scripted (see parity_tests/replay.py).  Each row states what both frameworks
+scripted (see reports/replay.py).  Each row states what both frameworks
 must do -- epochs run and the 0-based epoch the best checkpoint holds -- and
 the test asserts both, plus `agree`.  The expectations were worked out by hand
 from Keras's rule (first value = best, `wait += 1` unless strictly better by
@@ -29,7 +29,10 @@ from typing import Any
 
 import pytest
 
-from parity_tests.replay import ReplayError, format_table, json_safe, main, prepare, replay
+from reports.replay import replay
+from reports.replay_cli import format_table, main
+from reports.replay_rigs import prepare
+from reports.replay_values import ReplayError, json_safe
 
 NAN, INF = math.nan, math.inf
 KERAS_DOC = [10, 9, 8, 9, 8.9, 8.8, 8.7, 8.6, 8.5]  # keras.callbacks.EarlyStopping docstring

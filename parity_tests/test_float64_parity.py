@@ -60,7 +60,7 @@ def torch_gradients(side: LightningSide) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_one_float64_step_agrees_to_1e_12(prepared_dataset, activation):
     from keras_impl.model import canonical_variables
-    from parity_tests.trajectory import shared_initial_weights
+    from experiment.weights import shared_initial_weights
 
     dataset = prepared_dataset.sample(20_000, 42)
     features, target = dataset.split_arrays("train")

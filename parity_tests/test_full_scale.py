@@ -28,9 +28,10 @@ import numpy as np
 import pytest
 
 from configs.loader import load_config, resolve_experiment
+from experiment.weights import shared_initial_weights
 from parity_tests.compare import compare_arrays
 from parity_tests.lockstep import Setting, train_in_lockstep
-from parity_tests.trajectory import Scenario, sample_dataset, shared_initial_weights, run_keras, run_lightning
+from parity_tests.trajectory import Scenario, run_keras, run_lightning, sample_dataset
 
 FULL_SCALE_ROWS = 1_000_000
 # Measured: sigmoid, 1M rows, experiment 5 (see FULL_SCALE_EXPECTED): loss 1.1e-6, val_loss 5.4e-7 at most.

@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 
 from configs.loader import load_config
-from parity_tests.replay import prepare, replay_reduce_lr
+from reports.replay import replay_reduce_lr
+from reports.replay_rigs import prepare
 
 NAN = math.nan
 

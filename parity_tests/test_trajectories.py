@@ -68,13 +68,13 @@ import pytest
 
 import keras_impl  # noqa: F401  (sets KERAS_BACKEND before Keras is imported)
 
+from experiment.weights import shared_initial_weights
 from parity_tests.compare import compare_arrays, compare_weight_dicts
 from parity_tests.trajectory import (
     TRAJECTORY_SCENARIOS,
     lightning_device_params,
     per_epoch_max_diffs,
     scenario_run,
-    shared_initial_weights,
     suite_dataset,
 )
 

@@ -1,7 +1,7 @@
 """Run Keras and Lightning from identical initial weights on identical batches, and record what happened.
 
-    from parity_tests.trajectory import (TRAJECTORY_SCENARIOS, sample_dataset, shared_initial_weights,
-                                         run_keras, run_lightning)
+    from experiment.weights import shared_initial_weights
+    from parity_tests.trajectory import TRAJECTORY_SCENARIOS, sample_dataset, run_keras, run_lightning
     dataset = sample_dataset(load_prepared())                      # 100,000 seeded real rows
     scenario = TRAJECTORY_SCENARIOS["exp5"]
     weights = shared_initial_weights(dataset.vocab_sizes, scenario.seed)
@@ -22,7 +22,7 @@ What makes two runs comparable epoch by epoch
   split, ~60k train / 20k valid / 20k test).  Both trainers get that dataset
   object with `sample_rows=None`, so a different *run* seed changes the
   initial weights and the batch order but not the rows.
-* **Same starting point.**  `shared_initial_weights` draws one canonical
+* **Same starting point.**  `experiment.weights.shared_initial_weights` draws one canonical
   weight mapping (experiment/weights.py names, Keras layouts) with NumPy from
   the Keras initialisers' distributions - Embedding U(-0.05, 0.05), Dense
   glorot_uniform kernel and zero bias, BatchNorm gamma 1 / beta 0 / moving
@@ -61,15 +61,13 @@ import numpy as np
 from configs.cli import RunRequest
 from configs.loader import load_config, override, resolve_experiment
 from data.dataset import PreparedDataset
-from experiment.weights import expected_shapes
+from experiment.weights import shared_initial_weights
 
 # One seeded subset of the real data for the whole suite: >= 100k rows, the scale of parity_tests/test_trajectories.py.
 SAMPLE_ROWS = 100_000
 SAMPLE_SEED = 42
 # A Keras-convention checkpoint name carries the 1-based epoch: best-epoch04-val_loss0.5123.keras.
 CHECKPOINT_EPOCH_PATTERN = re.compile(r"epoch(\d+)")
-# Keras Embedding's default initialiser: RandomUniform(-0.05, 0.05).
-EMBEDDING_INIT_LIMIT = 0.05
 
 
 @dataclass(frozen=True)
@@ -123,24 +121,6 @@ REPEAT_OTHER_SEED = 7
 def sample_dataset(dataset: PreparedDataset, rows: int = SAMPLE_ROWS, seed: int = SAMPLE_SEED) -> PreparedDataset:
     """The suite's seeded real-data subset (each row keeps its split)."""
     return dataset.sample(rows, seed)
-
-
-def shared_initial_weights(vocab_sizes: Mapping[str, int], seed: int, embedding_dim: int = 10) -> dict[str, np.ndarray]:
-    """Canonical float32 weights drawn with NumPy from Keras's default initialisers (see module docstring)."""
-    rng = np.random.default_rng(seed)
-    weights: dict[str, np.ndarray] = {}
-    for name, shape in expected_shapes(vocab_sizes, embedding_dim).items():
-        if name.startswith("embedding."):
-            value = rng.uniform(-EMBEDDING_INIT_LIMIT, EMBEDDING_INIT_LIMIT, size=shape)
-        elif name == "output.kernel":
-            limit = np.sqrt(6.0 / (shape[0] + shape[1]))          # glorot_uniform
-            value = rng.uniform(-limit, limit, size=shape)
-        elif name.endswith((".gamma", ".moving_variance")):
-            value = np.ones(shape)
-        else:                                                      # beta, moving_mean, output.bias
-            value = np.zeros(shape)
-        weights[name] = value.astype(np.float32)
-    return weights
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,8 @@ def scripted_result(**kwargs) -> dict:
     return bench_run.build_result(
         scripted_phases(**kwargs), mode="quick", command="python -m benchmarks.run --quick",
         settings={**bench_run.QUICK_SETTINGS, "sample_rows": None},
-        machine={"cores": 2, "logical_cpus": 2, "cpu": "Test CPU", "memory_gb": 23.5, "platform": "Linux"},
+        machine={"usable_cores": 2, "logical_cores": 2, "cpu_model": "Test CPU", "memory_gb": 23.5,
+                 "platform": "Linux"},
         versions={"python": "3.11.7", "keras": "3.15.1", "lightning": "2.6.6"},
         load={"start": [1.5, 1.4, 1.3], "end": [1.6, 1.5, 1.4]}, date="2025-01-01T12:00:00+00:00")
 
@@ -199,7 +200,7 @@ def test_a_phase_that_did_not_run_leaves_nulls_not_errors():
     phases = scripted_phases()
     phases["lightning"] = None
     result = bench_run.build_result(phases, mode="quick", command="c", settings=bench_run.QUICK_SETTINGS,
-                                    machine={"cores": 2, "cpu": "x", "memory_gb": 1, "platform": "p"},
+                                    machine={"usable_cores": 2, "cpu_model": "x", "memory_gb": 1, "platform": "p"},
                                     versions={}, load={}, date="d")
     assert result["epoch_seconds"]["lightning"] is None and result["ratio"] is None
     assert result["score_ms"]["lightning"] is None

@@ -57,7 +57,7 @@ def test_keras_best_epoch(values, mode, expected):
 
 
 def test_keras_best_epoch_agrees_with_a_real_model_checkpoint(tmp_path):
-    # Script the monitored values as parity_tests/replay.py does: a first callback overwrites logs[key].
+    # Script the monitored values as reports/replay_rigs.py does: a first callback overwrites logs[key].
     scripted = [0.30, 0.35, 0.35, 0.32, 0.40, 0.38]
 
     class Script(keras.callbacks.Callback):

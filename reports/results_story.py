@@ -2,7 +2,7 @@
 
 Every sentence here that makes a claim about a run is built from that run's
 numbers, and a sentence whose premise the numbers do not meet is not written
-(parity_tests/test_report_story.py checks the committed page against its
+(reports/tests/test_results_story.py checks the committed page against its
 results.json).  The reasons ("*Why:*") are chosen by the same numbers: a
 reason that holds for both frameworks is never offered for why they differ.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-FRAMEWORKS = ("keras", "lightning")
+from reports.study_flags import FRAMEWORKS
+
 FRAMEWORK_LABELS = {"keras": "Keras 3", "lightning": "Lightning"}
 # The chapter's own early-stopping example (patience 4) ran 12 epochs and kept 0.73164.
 BOOK_PATIENCE_4_EPOCHS = 12
@@ -116,104 +117,110 @@ def unchecked_trends(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def judge_experiment_1(results: Mapping[str, Any], name: str) -> tuple[bool, str]:
+    run = _runs(results, "1")[name]
+    tn, fp = run["confusion_matrix"][0]
+    always_no_delay = run["true_positives"] == 0 and fp == 0
+    flag = always_no_delay and run["test_accuracy"] > 0.97 and run["recall"] == 0.0
+    what = "predicts no delay for every test row" if always_no_delay else \
+        f"predicts delay for {format_count(run['true_positives'] + fp)} test rows"
+    return flag, f"{what}; {_figures(run)}; {history_story(run)}"
+
+
+def judge_experiment_2(results: Mapping[str, Any], name: str) -> tuple[bool, str]:
+    run = _runs(results, "2")[name]
+    tp, fn = run["true_positives"], run["false_negatives"]
+    low, high = FN_PER_TP_BOUNDS
+    flag = tp > 0 and low <= fn / tp <= high
+    if not tp:
+        ratio = "no true positives at all, so FN/TP is undefined"
+    else:
+        ratio = f"FN/TP = {fn / tp:.2f} ({'about' if flag else 'not about'} {BOOK_FN_PER_TP:g})"
+    return flag, f"{ratio}; {_figures(run)}"
+
+
+def judge_experiment_3(results: Mapping[str, Any], name: str) -> tuple[bool, str]:
+    run = _runs(results, "3")[name]
+    tp, fn = run["true_positives"], run["false_negatives"]
+    relation = ">" if tp > fn else ("=" if tp == fn else "<")
+    text = (f"TP {format_count(tp)} {relation} FN {format_count(fn)} at the last epoch ({run['epochs_run']}); "
+            f"recall {format_ratio(run['recall'], 4)}, test accuracy {format_ratio(run['test_accuracy'])}, "
+            f"terminal val_accuracy {format_ratio(run['val_accuracy_terminal'])}")
+    jumps = loss_jumps(run)
+    if jumps:
+        text += f"; val_loss jumped up at {', '.join(jumps)}"
+    frozen = frozen_sentence(run)
+    if frozen:
+        text += f"; {frozen}"
+    for later in ("4", "5"):
+        other = _runs(results, later).get(name)
+        if other is not None and other["kept_epoch"] != run["kept_epoch"]:
+            # Experiments 4/5 are the same training kept at another epoch (shared_trajectory_lines).
+            text += (f"; the same training kept at epoch {other['kept_epoch']} (experiment {later}) has "
+                     f"TP {format_count(other['true_positives'])} vs FN {format_count(other['false_negatives'])}")
+            break
+    return tp > fn, text
+
+
+def judge_experiment_4(results: Mapping[str, Any], name: str) -> tuple[bool, str]:
+    run, before = _runs(results, "4")[name], _runs(results, "3")[name]
+    flag = run["recall"] > before["recall"]
+    return flag, (f"recall {format_ratio(run['recall'], 4)} (exp 4, kept epoch {run['kept_epoch']} of "
+                  f"{run['epochs_run']}) vs {format_ratio(before['recall'], 4)} (exp 3)")
+
+
+def judge_experiment_5(results: Mapping[str, Any], name: str) -> tuple[bool, str]:
+    run, before = _runs(results, "5")[name], _runs(results, "4")[name]
+    better_recall = run["recall"] > before["recall"]
+    better_accuracy = run["val_accuracy_terminal"] > before["val_accuracy_terminal"]
+    return better_recall and better_accuracy, (
+        f"recall {format_ratio(run['recall'], 4)} vs {format_ratio(before['recall'], 4)} "
+        f"({'better' if better_recall else 'not better'}); terminal val_accuracy "
+        f"{format_ratio(run['val_accuracy_terminal'])} vs {format_ratio(before['val_accuracy_terminal'])} "
+        f"({'better' if better_accuracy else 'not better'}); kept (best) val_accuracy "
+        f"{format_ratio(run['val_accuracy_kept'])} vs {format_ratio(before['val_accuracy_kept'])}"
+        + (f"; both kept epoch {run['kept_epoch']}: the lowest val_loss and the highest val_accuracy fell "
+           f"on the same epoch" if run["kept_epoch"] == before["kept_epoch"] else
+           f"; kept epoch {run['kept_epoch']} vs {before['kept_epoch']}"))
+
+
+def judge_patience_example(results: Mapping[str, Any], name: str) -> tuple[bool, str]:
+    run = _runs(results, "5")[name]
+    return (abs(run["val_accuracy_kept"] - BOOK_PATIENCE_4_VAL_ACCURACY) < 0.01, (
+        f"ran {run['epochs_run']} epoch(s) (book {BOOK_PATIENCE_4_EPOCHS}): val_accuracy peaked at epoch "
+        f"{run['kept_epoch']} and did not improve in the {run['epochs_run'] - run['kept_epoch']} epoch(s) after; "
+        f"kept val_accuracy {format_ratio(run['val_accuracy_kept'])} (book {BOOK_PATIENCE_4_VAL_ACCURACY}; "
+        f"within 0.01 counts as reproduced)"))
+
+
+# Each book trend's judge: (reproduced?, the evidence sentence) for one framework.
+JUDGES: dict[str, Callable[[Mapping[str, Any], str], tuple[bool, str]]] = {
+    "1": judge_experiment_1, "2": judge_experiment_2, "3": judge_experiment_3, "4": judge_experiment_4,
+    "5": judge_experiment_5,
+}
+PATIENCE_4_CLAIM = (f"early stopping on val_accuracy with patience 4 runs {BOOK_PATIENCE_4_EPOCHS} epochs "
+                    f"and keeps val_accuracy {BOOK_PATIENCE_4_VAL_ACCURACY}")
+
+
+def trend_check(results: Mapping[str, Any], trend: str, claim: str, needed: Sequence[str],
+                judge: Callable[[Mapping[str, Any], str], tuple[bool, str]]) -> dict[str, Any] | None:
+    """One trend judged in every framework that ran its experiments (None when none did)."""
+    frameworks = [name for name in FRAMEWORKS if all(name in _runs(results, exp) for exp in needed)]
+    if not frameworks:
+        return None
+    evidence = {name: judge(results, name) for name in frameworks}
+    return {"trend": trend, "claim": claim, "experiments": list(needed),
+            "reproduced": {name: bool(flag) for name, (flag, _) in evidence.items()},
+            "evidence": {name: text for name, (_, text) in evidence.items()},
+            "verdict": _verdict([flag for flag, _ in evidence.values()])}
+
+
 def trend_checks(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One entry per book trend whose experiments ran: the claim, per-framework evidence, the verdict."""
-    checks = []
-
-    def add(trend: str, claim: str, needed: Sequence[str], judge: Callable[[str], tuple[bool, str]]) -> None:
-        frameworks = [name for name in FRAMEWORKS if all(name in _runs(results, exp) for exp in needed)]
-        if not frameworks:
-            return
-        evidence = {name: judge(name) for name in frameworks}
-        checks.append({"trend": trend, "claim": claim, "experiments": list(needed),
-                       "reproduced": {name: bool(flag) for name, (flag, _) in evidence.items()},
-                       "evidence": {name: text for name, (_, text) in evidence.items()},
-                       "verdict": _verdict([flag for flag, _ in evidence.values()])})
-
-    def experiment_1(name):
-        run = _runs(results, "1")[name]
-        tn, fp = run["confusion_matrix"][0]
-        always_no_delay = run["true_positives"] == 0 and fp == 0
-        flag = always_no_delay and run["test_accuracy"] > 0.97 and run["recall"] == 0.0
-        what = "predicts no delay for every test row" if always_no_delay else \
-            f"predicts delay for {format_count(run['true_positives'] + fp)} test rows"
-        return flag, f"{what}; {_figures(run)}; {history_story(run)}"
-
-    add("1", *BOOK_TRENDS["1"], experiment_1)
-
-    def experiment_2(name):
-        run = _runs(results, "2")[name]
-        tp, fn = run["true_positives"], run["false_negatives"]
-        low, high = FN_PER_TP_BOUNDS
-        flag = tp > 0 and low <= fn / tp <= high
-        if not tp:
-            ratio = "no true positives at all, so FN/TP is undefined"
-        else:
-            ratio = f"FN/TP = {fn / tp:.2f} ({'about' if flag else 'not about'} {BOOK_FN_PER_TP:g})"
-        return flag, f"{ratio}; {_figures(run)}"
-
-    add("2", *BOOK_TRENDS["2"], experiment_2)
-
-    def experiment_3(name):
-        run = _runs(results, "3")[name]
-        tp, fn = run["true_positives"], run["false_negatives"]
-        relation = ">" if tp > fn else ("=" if tp == fn else "<")
-        text = (f"TP {format_count(tp)} {relation} FN {format_count(fn)} at the last epoch ({run['epochs_run']}); "
-                f"recall {format_ratio(run['recall'], 4)}, test accuracy {format_ratio(run['test_accuracy'])}, "
-                f"terminal val_accuracy {format_ratio(run['val_accuracy_terminal'])}")
-        jumps = loss_jumps(run)
-        if jumps:
-            text += f"; val_loss jumped up at {', '.join(jumps)}"
-        frozen = frozen_sentence(run)
-        if frozen:
-            text += f"; {frozen}"
-        for later in ("4", "5"):
-            other = _runs(results, later).get(name)
-            if other is not None and other["kept_epoch"] != run["kept_epoch"]:
-                # Experiments 4/5 are the same training kept at another epoch (shared_trajectory_lines).
-                text += (f"; the same training kept at epoch {other['kept_epoch']} (experiment {later}) has "
-                         f"TP {format_count(other['true_positives'])} vs FN {format_count(other['false_negatives'])}")
-                break
-        return tp > fn, text
-
-    add("3", *BOOK_TRENDS["3"], experiment_3)
-
-    def experiment_4(name):
-        run, before = _runs(results, "4")[name], _runs(results, "3")[name]
-        flag = run["recall"] > before["recall"]
-        return flag, (f"recall {format_ratio(run['recall'], 4)} (exp 4, kept epoch {run['kept_epoch']} of "
-                      f"{run['epochs_run']}) vs {format_ratio(before['recall'], 4)} (exp 3)")
-
-    add("4", *BOOK_TRENDS["4"], experiment_4)
-
-    def experiment_5(name):
-        run, before = _runs(results, "5")[name], _runs(results, "4")[name]
-        better_recall = run["recall"] > before["recall"]
-        better_accuracy = run["val_accuracy_terminal"] > before["val_accuracy_terminal"]
-        return better_recall and better_accuracy, (
-            f"recall {format_ratio(run['recall'], 4)} vs {format_ratio(before['recall'], 4)} "
-            f"({'better' if better_recall else 'not better'}); terminal val_accuracy "
-            f"{format_ratio(run['val_accuracy_terminal'])} vs {format_ratio(before['val_accuracy_terminal'])} "
-            f"({'better' if better_accuracy else 'not better'}); kept (best) val_accuracy "
-            f"{format_ratio(run['val_accuracy_kept'])} vs {format_ratio(before['val_accuracy_kept'])}"
-            + (f"; both kept epoch {run['kept_epoch']}: the lowest val_loss and the highest val_accuracy fell "
-               f"on the same epoch" if run["kept_epoch"] == before["kept_epoch"] else
-               f"; kept epoch {run['kept_epoch']} vs {before['kept_epoch']}"))
-
-    add("5", *BOOK_TRENDS["5"], experiment_5)
-
-    def patience_example(name):
-        run = _runs(results, "5")[name]
-        return (abs(run["val_accuracy_kept"] - BOOK_PATIENCE_4_VAL_ACCURACY) < 0.01, (
-            f"ran {run['epochs_run']} epoch(s) (book {BOOK_PATIENCE_4_EPOCHS}): val_accuracy peaked at epoch "
-            f"{run['kept_epoch']} and did not improve in the {run['epochs_run'] - run['kept_epoch']} epoch(s) after; "
-            f"kept val_accuracy {format_ratio(run['val_accuracy_kept'])} (book {BOOK_PATIENCE_4_VAL_ACCURACY}; "
-            f"within 0.01 counts as reproduced)"))
-
+    checks = [trend_check(results, trend, *BOOK_TRENDS[trend], judge) for trend, judge in JUDGES.items()]
     if results["settings"].get("patience") == 4:
-        add("5-patience-4", f"early stopping on val_accuracy with patience 4 runs {BOOK_PATIENCE_4_EPOCHS} epochs "
-            f"and keeps val_accuracy {BOOK_PATIENCE_4_VAL_ACCURACY}", ["5"], patience_example)
-    return checks
+        checks.append(trend_check(results, "5-patience-4", PATIENCE_4_CLAIM, ["5"], judge_patience_example))
+    return [check for check in checks if check is not None]
 
 
 def shared_trajectory_lines(results: Mapping[str, Any]) -> list[str]:

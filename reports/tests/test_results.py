@@ -1,6 +1,6 @@
 """`python -m parity_tests.report` on a small sample: the same code as the full run, checked end to end.
 
-    python -m pytest parity_tests/test_report.py -q
+    python -m pytest reports/tests/test_results.py -q
 
 The full report (experiments 1-5 on 1.7 M training rows) is a command, not a
 test.  Here the same `build_report` runs experiments 1 and 5 on
@@ -17,11 +17,11 @@ ValueError before any data is loaded.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from parity_tests import report, report_story
+from reports import results_cli, results_page, results_run, results_story
+from reports.study_flags import FRAMEWORKS
 
 SAMPLE_ARGUMENTS = ["--experiments", "1,5", "--sample-rows", "30000", "--epochs", "2", "--patience", "1"]
 EPOCH_CAP = 2
@@ -34,8 +34,8 @@ def sample_report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     argv = [*SAMPLE_ARGUMENTS, "--out-dir", str(folder / "results"), "--runs-dir", str(folder / "runs"),
             "--accelerator", "cpu"]
-    args = report.build_argument_parser().parse_args(argv)
-    results = report.build_report(args, argv, progress=lambda message: None)
+    args = results_cli.build_argument_parser().parse_args(argv)
+    results = results_run.build_report(args, results_cli.command_line_of(argv), progress=lambda message: None)
     return results, folder / "results", argv
 
 
@@ -43,14 +43,14 @@ def sample_report(tmp_path_factory):
 @pytest.mark.slow
 def test_results_json_has_the_issue_schema(sample_report):
     results, out_dir, argv = sample_report
-    saved = json.loads((out_dir / report.RESULTS_JSON).read_text(encoding="utf-8"))
+    saved = json.loads((out_dir / results_page.RESULTS_JSON).read_text(encoding="utf-8"))
     assert set(saved["experiments"]) == {"1", "5"}
     for experiment, runs in saved["experiments"].items():
-        assert set(runs) == set(report.FRAMEWORKS), experiment
+        assert set(runs) == set(FRAMEWORKS), experiment
         for framework, summary in runs.items():
-            missing = [key for key in report.SUMMARY_KEYS if key not in summary]
+            missing = [key for key in results_run.SUMMARY_KEYS if key not in summary]
             assert not missing, f"experiment {experiment} {framework} lacks {missing}"
-    assert saved["command"] == report.command_line(argv)
+    assert saved["command"] == results_cli.command_line_of(argv)
     assert saved["complete"] is True
     machine = saved["machine"]
     assert machine["cpu_model"] and machine["logical_cores"] >= 1 and len(machine["load_average_at_start"]) == 3
@@ -98,19 +98,19 @@ def test_figures_are_consistent(sample_report):
 @pytest.mark.slow
 def test_markdown_shows_the_numbers_and_the_figures(sample_report):
     results, out_dir, _ = sample_report
-    markdown = (out_dir / report.RESULTS_MARKDOWN).read_text(encoding="utf-8")
+    markdown = (out_dir / results_page.RESULTS_MARKDOWN).read_text(encoding="utf-8")
     assert results["command"] in markdown
     assert results["machine"]["cpu_model"] in markdown
     assert "epochs capped at 2" in markdown
     for experiment, runs in results["experiments"].items():
         assert f"## Experiment {experiment}:" in markdown
         for summary in runs.values():
-            for text in (report.format_ratio(summary["val_accuracy_terminal"]),
-                         report.format_ratio(summary["test_accuracy"]),
-                         report.format_count(summary["false_negatives"]),
-                         report.format_ratio(summary["recall"], 4)):
+            for text in (results_story.format_ratio(summary["val_accuracy_terminal"]),
+                         results_story.format_ratio(summary["test_accuracy"]),
+                         results_story.format_count(summary["false_negatives"]),
+                         results_story.format_ratio(summary["recall"], 4)):
                 assert text in markdown, f"{text} of experiment {experiment} is not in results.md"
-        for name in (report.curves_file(experiment), report.confusion_file(experiment)):
+        for name in (results_page.curves_file(experiment), results_page.confusion_file(experiment)):
             assert f"]({name})" in markdown
             path = out_dir / name
             assert path.is_file() and path.read_bytes()[:8] == PNG_SIGNATURE, name
@@ -121,10 +121,10 @@ def test_markdown_shows_the_numbers_and_the_figures(sample_report):
 @pytest.mark.slow
 def test_render_only_redraws_the_same_page(sample_report):
     _, out_dir, _ = sample_report
-    before = (out_dir / report.RESULTS_MARKDOWN).read_text(encoding="utf-8")
-    (out_dir / report.RESULTS_MARKDOWN).unlink()
-    assert report.main(["--render-only", "--out-dir", str(out_dir)]) == 0
-    assert (out_dir / report.RESULTS_MARKDOWN).read_text(encoding="utf-8") == before
+    before = (out_dir / results_page.RESULTS_MARKDOWN).read_text(encoding="utf-8")
+    (out_dir / results_page.RESULTS_MARKDOWN).unlink()
+    assert results_cli.main(["--render-only", "--out-dir", str(out_dir)]) == 0
+    assert (out_dir / results_page.RESULTS_MARKDOWN).read_text(encoding="utf-8") == before
 
 
 # --------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_render_only_redraws_the_same_page(sample_report):
 ])
 def test_user_errors_are_named(flags, message, tmp_path):
     with pytest.raises(ValueError) as error:
-        report.main([*flags, "--out-dir", str(tmp_path)])
+        results_cli.main([*flags, "--out-dir", str(tmp_path)])
     assert message in str(error.value)
     assert not any(tmp_path.iterdir()), "nothing may be written before the arguments are valid"
 
@@ -147,13 +147,13 @@ def test_user_errors_are_named(flags, message, tmp_path):
 def test_unknown_experiment_exits_2_with_one_line(tmp_path, capsys):
     from experiment.console import run_main
 
-    assert run_main(report.main, ["--experiments", "6", "--out-dir", str(tmp_path)]) == 2
+    assert run_main(results_cli.main, ["--experiments", "6", "--out-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown experiment id(s) 6; valid: 0, 1, 2, 3, 4, 5, 9"
 
 
 def test_render_only_without_results_is_a_user_error(tmp_path):
     with pytest.raises(ValueError, match="does not exist; run the report first"):
-        report.main(["--render-only", "--out-dir", str(tmp_path)])
+        results_cli.main(["--render-only", "--out-dir", str(tmp_path)])
 
 
 def fake_summary(tp: int, fn: int, fp: int, tn: int, val_accuracy: list[float], kept_epoch: int | None = None):
@@ -177,7 +177,7 @@ def test_trend_sentences_follow_the_numbers():
         "4": {"keras": fake_summary(140, 60, 2400, 7400, [0.70, 0.74], kept_epoch=1),
               "lightning": fake_summary(160, 40, 2600, 7200, [0.70, 0.71], kept_epoch=1)},
     }}
-    checks = {check["trend"]: check for check in report_story.trend_checks(results)}
+    checks = {check["trend"]: check for check in results_story.trend_checks(results)}
     assert set(checks) == {"1", "3", "4"}  # 2 and 5 did not run: no claim about them
     assert checks["1"]["reproduced"] == {"keras": True, "lightning": False}
     assert checks["1"]["verdict"] == "**reproduces in one framework only**"
@@ -194,10 +194,10 @@ def test_shared_trajectory_is_checked_not_assumed():
     same = {"settings": {}, "experiments": {
         "3": {"keras": fake_summary(150, 50, 2500, 7300, [0.70, 0.72, 0.71])},
         "5": {"keras": fake_summary(150, 50, 2500, 7300, [0.70, 0.72], kept_epoch=2)}}}
-    lines = report_story.shared_trajectory_lines(same)
+    lines = results_story.shared_trajectory_lines(same)
     assert any("experiments 3, 5 have identical val_accuracy over their 2 common epoch(s)" in line for line in lines)
     assert any("5: kept epoch 2 of 2" in line for line in lines)
     different = {"settings": {}, "experiments": {
         "3": {"keras": fake_summary(150, 50, 2500, 7300, [0.70, 0.72, 0.71])},
         "4": {"keras": fake_summary(150, 50, 2500, 7300, [0.70, 0.7225])}}}
-    assert any("differ by up to 0.002500" in line for line in report_story.shared_trajectory_lines(different))
+    assert any("differ by up to 0.002500" in line for line in results_story.shared_trajectory_lines(different))

@@ -3,16 +3,15 @@
 A reason is written only when the numbers meet its premise: a capped-run
 reason only for a capped run, "the same epoch" only when both kept the same
 epoch, and a setting both frameworks share is never offered for why they
-ended apart (parity_tests/test_report_story.py).
+ended apart (reports/tests/test_results_story.py).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from parity_tests.report_story import (BOOK_FN_PER_TP, FN_PER_TP_BOUNDS, FRAMEWORK_LABELS, _runs,
-                                       format_count, framework_agreement, shared_trajectory_lines, trend_checks,
-                                       unchecked_trends)
+from reports.results_story import (BOOK_FN_PER_TP, FN_PER_TP_BOUNDS, FRAMEWORK_LABELS, _runs, format_count,
+                                   framework_agreement, shared_trajectory_lines, trend_checks, unchecked_trends)
 
 
 # --------------------------------------------------------------------------
@@ -38,17 +37,34 @@ def parted_sentence(results: Mapping[str, Any]) -> str:
             f"their two runs parted during training (see *Keras 3 vs Lightning*).")
 
 
+# Why a trend reproduces in every framework that ran it, by trend (experiment 2 says it in its own reasons).
+WHY_IT_REPRODUCES = {
+    "1": (
+        "With one_weight 1.0 and about 2.2 % positive slots, the cross-entropy is minimised early by "
+        "pushing every output below 0.5; plain SGD at learning rate 0.001 needs far more than 10 epochs "
+        "before the embeddings separate the few delay-prone slots enough to cross the threshold. That "
+        "does not depend on the Keras version, the split or the date range, so it reproduces."),
+    "3": (
+        "The balanced class weight (one_weight = count_no_delay / count_delay on the train split, value "
+        "under \"How this setup differs\") makes a missed delay cost as much as one_weight false alarms, "
+        "so the model predicts delay wherever a slot's delay rate is well above average, and true "
+        "positives overtake false negatives within the first epochs."),
+    "4": (
+        "Stopping on val_loss keeps an earlier epoch than the last; here that epoch sits at a higher "
+        "recall than experiment 3's final weights."),
+    "5": (
+        "Stopping on val_accuracy keeps the epoch where the weighted model is most accurate on the "
+        "validation split, which, as in the book, is also one with high recall."),
+    "5-patience-4": (
+        "The weighted model's validation accuracy is set by how many of the ~98 % no-delay slots the "
+        "class weight pushes above 0.5; with a class weight computed the book's way that share is close "
+        "to the book's, and so is the kept value."),
+}
+
+
 def reasons_experiment_1(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["With one_weight 1.0 and about 2.2 % positive slots, the cross-entropy is minimised early by "
-                "pushing every output below 0.5; plain SGD at learning rate 0.001 needs far more than 10 epochs "
-                "before the embeddings separate the few delay-prone slots enough to cross the threshold. That "
-                "does not depend on the Keras version, the split or the date range, so it reproduces."]
-    reasons = ["Where it does not: unweighted training with plain SGD is not stable for this model; a run that "
-               "reaches the no-delay level can leave it again, and one 10-epoch run can end on either side."]
-    if frameworks_split(check):
-        reasons.append(parted_sentence(results))
-    return reasons
+    return ["Where it does not: unweighted training with plain SGD is not stable for this model; a run that "
+            "reaches the no-delay level can leave it again, and one 10-epoch run can end on either side."]
 
 
 def reasons_experiment_2(check, results) -> list[str]:
@@ -67,8 +83,6 @@ def reasons_experiment_2(check, results) -> list[str]:
                        "expected to predict few delays or none.")
     if not any(check["reproduced"].values()):
         reasons.append(SHARED_SETTINGS_REASON)
-    if frameworks_split(check) or _outcomes_differ(results, "2"):
-        reasons.append(parted_sentence(results))
     return reasons
 
 
@@ -87,17 +101,10 @@ def _outcomes_differ(results: Mapping[str, Any], experiment: str) -> bool:
 
 
 def reasons_experiment_3(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["The balanced class weight (one_weight = count_no_delay / count_delay on the train split, value "
-                "under \"How this setup differs\") makes a missed delay cost as much as one_weight false alarms, "
-                "so the model predicts delay wherever a slot's delay rate is well above average, and true "
-                "positives overtake false negatives within the first epochs."]
     reasons = ["Where it does not: the weighted training swings from epoch to epoch (see the curves), and the "
                "last epoch, the one experiment 3 tests, landed in a low-recall swing."]
     if was_capped(results, "3"):
         reasons.append("This run capped the table's 50 epochs, so it tested an earlier point of the training.")
-    if frameworks_split(check):
-        reasons.append(parted_sentence(results))
     return reasons
 
 
@@ -109,9 +116,6 @@ def same_training(results: Mapping[str, Any], framework: str, experiments: Seque
 
 
 def reasons_experiment_4(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["Stopping on val_loss keeps an earlier epoch than the last; here that epoch sits at a higher "
-                "recall than experiment 3's final weights."]
     failing = [name for name, flag in check["reproduced"].items() if not flag]
     reasons = []
     if all(same_training(results, name, ("3", "4")) for name in failing):
@@ -120,15 +124,10 @@ def reasons_experiment_4(check, results) -> list[str]:
                        "and the last epoch of experiment 3 had the higher recall, by the margin shown above. The "
                        "book's experiments were separate runs, so its comparison also carries run-to-run "
                        "variation.")
-    if frameworks_split(check):
-        reasons.append(parted_sentence(results))
     return reasons
 
 
 def reasons_experiment_5(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["Stopping on val_accuracy keeps the epoch where the weighted model is most accurate on the "
-                "validation split, which, as in the book, is also one with high recall."]
     reasons = []
     for name in [name for name, flag in check["reproduced"].items() if not flag]:
         run, before = _runs(results, "5")[name], _runs(results, "4")[name]
@@ -143,16 +142,10 @@ def reasons_experiment_5(check, results) -> list[str]:
                            f"with the fewest false alarms, which does not by itself favour recall.")
     reasons.append("The book ran each experiment as a separate run from its own initial weights, so its "
                    "improvement from 4 to 5 includes run-to-run variation that a one-seed comparison removes.")
-    if frameworks_split(check):
-        reasons.append(parted_sentence(results))
     return reasons
 
 
 def reasons_patience_4(check, results) -> list[str]:
-    if all(check["reproduced"].values()):
-        return ["The weighted model's validation accuracy is set by how many of the ~98 % no-delay slots the "
-                "class weight pushes above 0.5; with a class weight computed the book's way that share is close "
-                "to the book's, and so is the kept value."]
     return ["The level is set by how many no-delay slots the class weight pushes above 0.5; our data keep the "
             "rows with out-of-range vehicle numbers (more delay slots), end on 2019-10-31 and use a 60/20/20 "
             "split, and the activation is Keras 3's, so the level and the epoch at which it peaks differ from "
@@ -163,6 +156,25 @@ REASONS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]]] 
     "1": reasons_experiment_1, "2": reasons_experiment_2, "3": reasons_experiment_3,
     "4": reasons_experiment_4, "5": reasons_experiment_5, "5-patience-4": reasons_patience_4,
 }
+# The trends of the book's experiments (the patience-4 trend compares a level with the book's, not the frameworks).
+EXPERIMENT_TRENDS = ("1", "2", "3", "4", "5")
+
+
+def parted(check: Mapping[str, Any], results: Mapping[str, Any]) -> bool:
+    """Whether the frameworks ended apart on a trend of the book's experiments: one reproduces it and the
+    other not, or (experiment 2) one predicts delays on the test split and the other none."""
+    if check["trend"] not in EXPERIMENT_TRENDS or all(check["reproduced"].values()):
+        return False
+    return frameworks_split(check) or (check["trend"] == "2" and _outcomes_differ(results, "2"))
+
+
+def reasons_for(check: Mapping[str, Any], results: Mapping[str, Any]) -> list[str]:
+    """A trend's *Why:* lines: its own reasons, then, where the frameworks ended apart, that no shared
+    setting explains it."""
+    if all(check["reproduced"].values()) and check["trend"] in WHY_IT_REPRODUCES:
+        return [WHY_IT_REPRODUCES[check["trend"]]]
+    reasons = REASONS.get(check["trend"], lambda *_: [])(check, results)
+    return reasons + [parted_sentence(results)] if parted(check, results) else reasons
 
 
 def dataset_facts_lines(results: Mapping[str, Any]) -> list[str]:
@@ -175,7 +187,8 @@ def dataset_facts_lines(results: Mapping[str, Any]) -> list[str]:
                      f"{format_count(facts['splits'].get('train'))} / {format_count(facts['splits'].get('valid'))} / "
                      f"{format_count(facts['splits'].get('test'))}), delay rate "
                      f"{facts['delay_rate'] * 100:.2f} %, dates {facts.get('date_start')} to {facts.get('date_end')}"
-                     + (f", balanced one_weight {', '.join(str(value) for value in one_weights)}" if one_weights else "")
+                     + (f", balanced one_weight {', '.join(str(value) for value in one_weights)}"
+                        if one_weights else "")
                      + ".")
     return lines
 
@@ -225,7 +238,7 @@ def trends_section(results: Mapping[str, Any]) -> list[str]:
         for framework, text in check["evidence"].items():
             lines.append(f"- {FRAMEWORK_LABELS[framework]}: {text}.")
         lines.append("")
-        for reason in REASONS.get(check["trend"], lambda *_: [])(check, results):
+        for reason in reasons_for(check, results):
             lines += [f"*Why:* {reason}", ""]
     trajectory = shared_trajectory_lines(results)
     if trajectory:
