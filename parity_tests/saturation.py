@@ -203,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m parity_tests.saturation", *(argv if argv is not None else sys.argv[1:])])
     say(summary_sentence(study))
     if args.out is not None:
-        write_json(Path(args.out) / "saturation.json", {**study, "command": command})
+        # The sentence is stored beside its numbers: the results page (reports/) quotes it without
+        # importing this test-floor module (docs/architecture.md).
+        write_json(Path(args.out) / "saturation.json", {**study, "command": command, "summary": summary_sentence(study)})
         write_atomic(Path(args.out) / "saturation.md", render_markdown(study, command))
     if args.json:
         emit_json(study)

@@ -37,7 +37,7 @@ there (every study group: experiment, rows, epoch cap, patience, batch order):
 
 The statistics (medians, IQR, Mann-Whitney U, the smallest detectable
 difference, Fisher's exact test on the collapse rate) are explained in
-parity_tests/seed_statistics.py.
+reports/seed_statistics.py.
 """
 
 from __future__ import annotations
@@ -287,8 +287,8 @@ def read_runs(out: Path) -> list[dict[str, Any]]:
 
 def build_study(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """seeds.json's object: the runs, and per study group its summary, tests and verdict."""
-    from parity_tests.seed_statistics import compare_frameworks, summarize_outcomes, verdict_sentences
-    from parity_tests.seed_trends import book_trends, trend_sentences
+    from reports.seed_statistics import compare_frameworks, summarize_outcomes, verdict_sentences
+    from reports.seed_trends import book_trends, trend_sentences
 
     groups = []
     for key in sorted({tuple(run[k] for k in GROUP_KEYS) for run in runs}, key=lambda item: repr(item)):
@@ -335,7 +335,7 @@ def describe_execution(runs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_study(out: Path) -> dict[str, Any]:
-    from parity_tests.seed_page import render_markdown, write_plot
+    from reports.seed_page import render_markdown, write_plot
 
     study = build_study(read_runs(out))
     write_json(out / "seeds.json", study)

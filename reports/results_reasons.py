@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+from reports.results_companions import saturation_lines, seed_trend_lines
 from reports.results_story import (BOOK_FN_PER_TP, FN_PER_TP_BOUNDS, FRAMEWORK_LABELS, _runs, format_count,
                                    framework_agreement, shared_trajectory_lines, trend_checks, unchecked_trends)
 
@@ -243,6 +244,8 @@ def trends_section(results: Mapping[str, Any]) -> list[str]:
     trajectory = shared_trajectory_lines(results)
     if trajectory:
         lines += ["### One training behind experiments 3, 4 and 5", "", *trajectory, ""]
+    if "companions" in results:  # the seed study and the saturation study, when written beside results.json
+        lines += [*seed_trend_lines(results["companions"]), *saturation_lines(results["companions"])]
     lines += ["### How this setup differs from the book's", "", *dataset_facts_lines(results),
               *(f"- {item}" for item in SETUP_DIFFERENCES), ""]
     agreement = framework_agreement(results)

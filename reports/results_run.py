@@ -27,6 +27,7 @@ from experiment.artifacts import write_json
 from experiment.console import say
 from experiment.machine import describe_machine
 from experiment.weights import shared_initial_weights
+from reports.results_companions import read_companions
 from reports.results_page import (RESULTS_JSON, RESULTS_MARKDOWN, confusion_file, curves_file, render_markdown,
                                   results_payload)
 from reports.results_plots import plot_experiment_confusion, plot_experiment_curves
@@ -104,6 +105,7 @@ def free_framework_state(framework: str) -> None:
 def write_outputs(out_dir: Path, results: Mapping[str, Any]) -> None:
     """results.json, results.md and every experiment's two PNGs (rewritten after each experiment)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    results = {**results, "companions": read_companions(out_dir)}
     for experiment, runs in results["experiments"].items():
         plot_experiment_curves(out_dir / curves_file(experiment), experiment, runs)
         plot_experiment_confusion(out_dir / confusion_file(experiment), experiment, runs)
@@ -224,7 +226,7 @@ def render_only(out_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"--render-only: {path} does not exist; run the report first")
     results = json.loads(path.read_text(encoding="utf-8"))
-    for derived in ("trends", "note"):  # recomputed from the numbers by results_payload
+    for derived in ("trends", "note", "companions"):  # recomputed by results_payload / write_outputs
         results.pop(derived, None)
     write_outputs(out_dir, results)
     return results

@@ -1,13 +1,13 @@
-"""parity_tests.seed_trends: the book's trends across experiments, paired seed by seed.
+"""reports.seed_trends: the book's trends across experiments, paired seed by seed.
 
-    python -m pytest parity_tests/test_seed_trends.py -q
+    python -m pytest reports/tests/test_seed_trends.py -q
 """
 
 from __future__ import annotations
 
 import pytest
 
-from parity_tests.seed_trends import book_trends, compare_trend, trend_sentence
+from reports.seed_trends import book_trends, compare_trend, trend_sentence
 
 
 def make_run(framework, experiment, seed, recall, sample_rows=500000):

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from parity_tests.seed_statistics import ALPHA, FRAMEWORK_LABELS, FRAMEWORKS
+from reports.seed_statistics import ALPHA, FRAMEWORK_LABELS, FRAMEWORKS
 
 # (earlier experiment, later experiment): the book says the later has better recall.
 BOOK_TRENDS: tuple[tuple[str, str], ...] = (("3", "4"), ("4", "5"))
@@ -134,7 +134,7 @@ def trend_lines(trends: Sequence[Mapping[str, Any]]) -> list[str]:
              "The book reports that experiment 4 has better test recall than 3, and 5 better than 4. With one "
              "seed, experiments 3, 4 and 5 are one training that keeps different epochs, so each seed gives a "
              "pair; p is a one-sided Wilcoxon signed-rank test on the per-seed differences (see "
-             "`parity_tests/seed_trends.py`).", ""]
+             "`reports/seed_trends.py`).", ""]
     for trend in trends:
         settings = trend["settings"]
         rows = "all rows" if settings["sample_rows"] is None else f"{settings['sample_rows']:,} rows"

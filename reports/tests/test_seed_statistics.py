@@ -1,4 +1,4 @@
-"""The seed study's statistics and verdict sentences on synthetic runs (parity_tests.seed_statistics).
+"""The seed study's statistics and verdict sentences on synthetic runs (reports.seed_statistics).
 
 The verdict is prose built from numbers, so every test checks that the words
 match the figures: "no difference" only when no p < alpha, "cannot detect"
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parity_tests.seed_statistics import (TESTED_OUTCOMES, compare_frameworks, holm_adjusted,
+from reports.seed_statistics import (TESTED_OUTCOMES, compare_frameworks, holm_adjusted,
                                           minimal_detectable_difference, seeds_needed, smallest_possible_p,
                                           summarize_outcomes, verdict_sentences)
 
