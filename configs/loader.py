@@ -35,6 +35,8 @@ BATCH_ORDERS = ("shared", "framework")
 # How lightning_impl trains (lightning.engine, --engine): "plain" = the idiomatic port
 # (lightning_impl.system), "fast" = the fused network and its own loop (lightning_impl.fast).
 ENGINES = ("plain", "fast")
+# Keras: mode 'auto' | 'min' | 'max' (unknown strings warn and fall back to 'auto').
+# Lightning: 'min' | 'max', default 'min'.  The project: 'min' | 'max', always given.
 MODES = ("min", "max")
 # History keys both trainers log (Keras names); the only keys a monitor may name.
 MONITORABLE_KEYS = (
@@ -285,7 +287,7 @@ def _validate(config: Config) -> None:
                                    callbacks.reduce_lr.mode)):
         _require(monitor in MONITORABLE_KEYS,
                  f"{source}: '{prefix}.monitor' = {monitor!r}; valid: {', '.join(MONITORABLE_KEYS)}")
-        _require(mode in MODES, f"{source}: '{prefix}.mode' = {mode!r}; valid: min, max")
+        _require(mode in MODES, f"{source}: '{prefix}.mode' = {mode!r}; valid: {', '.join(MODES)}")
     _require(callbacks.min_delta >= 0,
              f"{source}: 'callbacks.min_delta' must be >= 0 (Keras takes abs(), Lightning turns a "
              f"negative value into a tolerance: the two disagree, so it is refused)")
@@ -309,7 +311,7 @@ def _validate(config: Config) -> None:
             _require(experiment.monitor in MONITORABLE_KEYS,
                      f"{source}: '{key}.monitor' = {experiment.monitor!r}; valid: {', '.join(MONITORABLE_KEYS)}")
         if experiment.mode is not None:
-            _require(experiment.mode in MODES, f"{source}: '{key}.mode' = {experiment.mode!r}; valid: min, max")
+            _require(experiment.mode in MODES, f"{source}: '{key}.mode' = {experiment.mode!r}; valid: {', '.join(MODES)}")
         if experiment.patience is not None:
             _require(experiment.patience >= 0, f"{source}: '{key}.patience' must be >= 0")
     _require(parms.current_experiment in config.experiments,

@@ -84,7 +84,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch import Tensor
 
-from configs.loader import CallbacksConfig, ExperimentSettings, ReduceLRConfig
+from configs.loader import MODES, CallbacksConfig, ExperimentSettings, ReduceLRConfig
 from lightning_impl.run_callbacks import LastEpochCheckpoint, RunRelativePaths
 
 __all__ = [
@@ -93,15 +93,10 @@ __all__ = [
     "KerasCompatibleModelCheckpoint",
     "KerasCompatibleReduceLROnPlateau",
     "LAST_CHECKPOINT_NAME",
-    "MODES",
     "build_lightning_callbacks",
     "keras_is_improvement",
     "render_checkpoint_stem",
 ]
-
-# Keras: 'auto' | 'min' | 'max' (unknown strings warn and fall back to 'auto').
-# Lightning: 'min' | 'max', default 'min'.  The project: 'min' | 'max', always given.
-MODES = ("min", "max")
 
 # File stem of the resume checkpoint.  Lightning's `ckpt_path="last"` finds files
 # matching ^last(-\d+)?\.ckpt in the checkpoint callbacks' directories.

@@ -311,7 +311,7 @@ def _load_keras3_model(path: Path) -> Any:
 
 
 def _keras_architecture(model: Any, path: Path) -> dict[str, Any]:
-    from keras_impl.model import OUTPUT_ACTIVATIONS, OUTPUT_LAYER_NAME, model_embedding_dim, model_vocab_sizes
+    from keras_impl.model import ACTIVATION_FUNCTIONS, OUTPUT_LAYER_NAME, model_embedding_dim, model_vocab_sizes
 
     try:
         vocab_sizes = model_vocab_sizes(model)
@@ -321,11 +321,11 @@ def _keras_architecture(model: Any, path: Path) -> dict[str, Any]:
     except ValueError as error:
         raise ValueError(f"{path}: not this project's streetcar model (expected layers embedding_<column>, "
                          f"batchnorm_<column>, dropout_<column>, output; {error})") from None
-    names = [name for name, function in OUTPUT_ACTIVATIONS.items()
+    names = [name for name, function in ACTIVATION_FUNCTIONS.items()
              if activation is function or getattr(activation, "__name__", None) == function.__name__]
     if not names:
         raise ValueError(f"{path}: output activation {getattr(activation, '__name__', activation)!r} has no "
-                         f"Lightning equivalent; supported: {', '.join(OUTPUT_ACTIVATIONS)}")
+                         f"Lightning equivalent; supported: {', '.join(ACTIVATION_FUNCTIONS)}")
     if len(rates) != 1:
         raise ValueError(f"{path}: different dropout rates per column {sorted(rates)}")
     return {"vocab_sizes": vocab_sizes, "embedding_dim": embedding_dim, "dropout_rate": rates.pop(),

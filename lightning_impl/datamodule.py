@@ -76,10 +76,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from configs.loader import BATCH_ORDERS
 from data.batches import epoch_permutation
 from data.dataset import COLUMNS, PreparedDataset
 
-BATCH_ORDERS = ("shared", "framework")
 TRAIN, VALID, TEST = "train", "valid", "test"
 
 
@@ -345,4 +345,4 @@ class StreetcarDataModule(L.LightningDataModule):
             self.splits = {}
 
 
-__all__ = ["StreetcarDataModule", "EpochBatchSampler", "SplitTensors", "framework_epoch_seed", "BATCH_ORDERS"]
+__all__ = ["StreetcarDataModule", "EpochBatchSampler", "SplitTensors", "framework_epoch_seed"]

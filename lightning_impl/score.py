@@ -97,7 +97,7 @@ def check_model_hyperparameters(hyper: Mapping[str, Any], state_dict: Mapping[st
     model must have those sizes, and the dropout rate and output activation
     must be ones the model knows.
     """
-    from lightning_impl.model import OUTPUT_ACTIVATIONS
+    from configs.loader import OUTPUT_ACTIVATIONS
 
     sizes, dim = hyper["vocab_sizes"], hyper["embedding_dim"]
     if not isinstance(sizes, Mapping) or sorted(map(str, sizes)) != sorted(COLUMNS):

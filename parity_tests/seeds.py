@@ -50,13 +50,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from configs.cli import OneLineArgumentParser, non_negative_int, positive_int, resolve_run_request
-from configs.loader import load_config, override
+from configs.loader import BATCH_ORDERS, load_config, override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
 from experiment.console import emit_json, run_main, say
 
 FRAMEWORKS = ("keras", "lightning")
-BATCH_ORDERS = ("shared", "framework")
 DEFAULT_OUT = Path("docs") / "results"
 RUNS_FOLDER = "seed-runs"
 DEFAULT_SEED_COUNT = 10
