@@ -17,7 +17,7 @@ flags, and every flag overrides one config key, so a run is described by
 Every command of the project (trainers, scorers, convert, data.prepare,
 data.fetch, replay, the reports, the benchmarks) builds its parser with
 `OneLineArgumentParser`, so a bad flag is one line `error: ...; see <prog>
---help` and exit status 2, as experiment.console promises for every user error.
+--help` and exit status 2, as configs.console promises for every user error.
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ import csv
 import datetime as dt
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from configs.console import json_safe
 from data.atomic import write_atomic
 
 # Keys of the --json result object, shared by both trainers (issue 3 / issue 4).
@@ -63,23 +63,6 @@ def create_run_dir(out_dir: str | Path, framework: str, experiment: str) -> Path
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a new run directory under {out_dir}")
-
-
-def json_safe(value: Any) -> Any:
-    """NumPy scalars/arrays -> Python; NaN/inf -> the strings 'nan', 'inf', '-inf' (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:

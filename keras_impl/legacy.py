@@ -471,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("path", help="a Keras 2 .h5 model, e.g. ../shared/reference/keras2-models/scmodeldec27b_5.h5")
     args = parser.parse_args(argv)
 
-    from experiment.console import say
+    from configs.console import say
 
     legacy = read_legacy_keras2_h5(args.path)
     say(legacy.describe())
@@ -485,6 +485,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from experiment.console import run_main
+    from configs.console import run_main
 
     raise SystemExit(run_main(main))

@@ -34,7 +34,7 @@ model's; a difference above VERIFY_ATOL is an error and no file is left.
 Files are written atomically and with the umask's permissions (data.atomic.atomic_path).
 
 Exit status 0 on success, 2 with one line `error: ...` for a user error
-(experiment.console.run_main).  --json prints one JSON object on stdout.
+(configs.console.run_main).  --json prints one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -426,7 +426,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from experiment.console import emit_json, say
+    from configs.console import emit_json, say
 
     from keras_impl.runtime import native_logs_silenced
 
@@ -448,6 +448,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from experiment.console import run_main
+    from configs.console import run_main
 
     raise SystemExit(run_main(main))

@@ -22,7 +22,7 @@ Errors (unknown route or direction, hour outside 0-23, a date outside the
 trained years, a missing or corrupt checkpoint, a checkpoint of some other
 model or with hyperparameters that do not match its weights, a --vocabulary
 other than the checkpoint's, a NaN or out-of-range probability) are one line
-on stderr and exit status 2 (experiment.console.run_main).
+on stderr and exit status 2 (configs.console.run_main).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 from configs.cli import OneLineArgumentParser, first_line
 from data.dataset import COLUMNS
 from data.vocab import Vocabularies, encode_trip
-from experiment.console import emit_json, run_main
+from configs.console import emit_json, run_main
 from experiment.model_checks import check_probability, check_same_vocabulary
 
 DELAY_THRESHOLD = 0.5

@@ -73,7 +73,7 @@ from configs.cli import OneLineArgumentParser, RunRequest, non_negative_int, pos
 from configs.loader import load_config
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
-from experiment.console import emit_json, run_main, say
+from configs.console import emit_json, run_main, say
 from parity_tests.report_reasons import trends_section
 from parity_tests.report_story import (FRAMEWORK_LABELS, FRAMEWORKS, format_count, format_ratio, format_seconds,
                                        no_delay_share, trend_checks)

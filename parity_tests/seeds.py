@@ -53,7 +53,7 @@ from configs.cli import OneLineArgumentParser, non_negative_int, positive_int, r
 from configs.loader import BATCH_ORDERS, load_config, override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
-from experiment.console import emit_json, run_main, say
+from configs.console import emit_json, run_main, say
 
 FRAMEWORKS = ("keras", "lightning")
 DEFAULT_OUT = Path("docs") / "results"

@@ -262,7 +262,7 @@ def test_book_trip_scores_the_same_in_both_frameworks(name, keras_models, lightn
 
 
 def _run_convert(argv, capsys) -> tuple[int, str]:
-    from experiment.console import run_main
+    from configs.console import run_main
     from lightning_impl.convert import main
 
     status = run_main(main, argv)
