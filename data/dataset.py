@@ -24,7 +24,7 @@ from data.vocab import Vocabularies
 
 # The model's input columns, in the one fixed order both frameworks use.  The
 # book built this list from a Python set, so its order changed between runs
-# (keras_impl/legacy.py traces each saved model's order); a tuple literal cannot.
+# (keras_impl/legacy_h5.py traces each saved model's order); a tuple literal cannot.
 COLUMNS: tuple[str, ...] = ("hour", "Route", "daym", "month", "year", "Direction", "day")
 TARGET = "target"
 SPLITS: tuple[str, ...] = ("train", "valid", "test")

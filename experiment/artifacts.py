@@ -147,6 +147,17 @@ def saturated_share(probabilities: np.ndarray) -> float:
     return float(np.mean((probabilities <= 0.0) | (probabilities >= 1.0))) if len(probabilities) else 0.0
 
 
+def save_figure(figure, path: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG atomically (a killed run leaves no half image) and close it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return write_atomic(path, buffer.getvalue())
+
+
 def plot_curves(path: str | Path, history: Mapping[str, Sequence[float]], title: str,
                 best_epoch: int | None = None) -> Path:
     """curves.png: accuracy and loss, train vs validation, with the kept epoch marked."""
@@ -168,11 +179,7 @@ def plot_curves(path: str | Path, history: Mapping[str, Sequence[float]], title:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return write_atomic(path, buffer.getvalue())
+    return save_figure(figure, path)
 
 
 def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]], title: str) -> Path:
@@ -189,11 +196,7 @@ def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]], tit
     axis.set_xlabel("predicted")
     axis.set_ylabel("actual")
     axis.set_title(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return write_atomic(path, buffer.getvalue())
+    return save_figure(figure, path)
 
 
 def write_run_artifacts(run_dir: str | Path, result: Mapping[str, Any]) -> dict[str, Path]:

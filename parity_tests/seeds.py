@@ -49,7 +49,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from configs.cli import OneLineArgumentParser, non_negative_int, positive_int, resolve_run_request
+from configs.cli import (OneLineArgumentParser, add_run_length_arguments, add_source_arguments, comma_list,
+                         non_negative_int, positive_int, resolve_run_request)
 from configs.loader import BATCH_ORDERS, load_config, override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
@@ -65,13 +66,6 @@ RUN_KEYS = ("framework", "seed", "sample_rows", "experiment", "epochs_cap", "pat
             "epochs_run", "kept_epoch", "best_val_accuracy", "terminal_val_accuracy", "test_accuracy", "recall",
             "false_negatives", "predicted_positive_share", "collapsed", "seconds", "device")
 GROUP_KEYS = ("experiment", "sample_rows", "epochs_cap", "patience", "batch_order")
-
-
-def comma_list(text: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list, e.g. keras,lightning")
-    return items
 
 
 def seed_list(text: str) -> list[int]:
@@ -95,12 +89,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
                        help="run exactly these seeds in each framework")
     parser.add_argument("--experiment", default="5", metavar="ID",
                         help="experiment id from the config's table (default 5: early stop on val_accuracy)")
-    parser.add_argument("--sample-rows", type=positive_int, default=None, metavar="N",
-                        help="a seeded subset of N prepared rows, the same for every run (default: the full data)")
-    parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
-                        help="the epoch cap (default: the experiment's epochs, 50 for experiment 5)")
-    parser.add_argument("--patience", type=non_negative_int, default=None, metavar="N",
-                        help="EarlyStopping patience (default hyperparameters.patience_threshold, 15)")
+    add_run_length_arguments(parser)   # the same --sample-rows subset for every run
     parser.add_argument("--frameworks", type=comma_list, default=list(FRAMEWORKS), metavar="NAMES",
                         help="keras, lightning or both (default keras,lightning)")
     parser.add_argument("--batch-order", choices=BATCH_ORDERS, default="shared",
@@ -110,9 +99,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
                         help="where seed-runs/, seeds.json, seeds.md and seeds.png go (default docs/results)")
     parser.add_argument("--runs-dir", default=None, metavar="DIR",
                         help="parent of the trainers' run directories (default general.out_dir, runs/)")
-    parser.add_argument("--config", default=None, metavar="PATH", help="YAML config (default configs/streetcar.yaml)")
-    parser.add_argument("--raw-dir", default=None, metavar="DIR",
-                        help="folder of the TTC workbooks (default $STREETCAR_RAW_DIR, else data/raw/)")
+    add_source_arguments(parser)
     parser.add_argument("--accelerator", default="auto", metavar="NAME",
                         help="Lightning accelerator (default auto: a GPU when there is one)")
     parser.add_argument("--render-only", action="store_true",
