@@ -311,7 +311,8 @@ def _validate(config: Config) -> None:
             _require(experiment.monitor in MONITORABLE_KEYS,
                      f"{source}: '{key}.monitor' = {experiment.monitor!r}; valid: {', '.join(MONITORABLE_KEYS)}")
         if experiment.mode is not None:
-            _require(experiment.mode in MODES, f"{source}: '{key}.mode' = {experiment.mode!r}; valid: {', '.join(MODES)}")
+            _require(experiment.mode in MODES,
+                     f"{source}: '{key}.mode' = {experiment.mode!r}; valid: {', '.join(MODES)}")
         if experiment.patience is not None:
             _require(experiment.patience >= 0, f"{source}: '{key}.patience' must be >= 0")
     _require(parms.current_experiment in config.experiments,

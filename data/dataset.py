@@ -62,11 +62,6 @@ class PreparedDataset:
         rows = self.splits[name]
         return self.features[rows], self.target[rows]
 
-    def split_columns(self, name: str) -> dict[str, np.ndarray]:
-        """One split as {column: int64 (n,) array}: the named-input form Keras takes."""
-        features, _ = self.split_arrays(name)
-        return {column: features[:, j] for j, column in enumerate(COLUMNS)}
-
     def class_counts(self, name: str = "train") -> tuple[int, int]:
         """(count of target 0, count of target 1) in one split."""
         _, target = self.split_arrays(name)

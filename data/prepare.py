@@ -41,7 +41,8 @@ import pandas as pd
 from configs.cli import OneLineArgumentParser
 from configs.console import run_main, say
 from configs.loader import Config, load_config
-from data.cache import CacheInvalid, cache_key, cache_key_fields, describe_raw_files, read_cache, prune_cache, write_cache
+from data.cache import (CacheInvalid, cache_key, cache_key_fields, describe_raw_files, prune_cache, read_cache,
+                        write_cache)
 from data.clean import clean_records
 from data.dataset import COLUMNS, TARGET, PreparedDataset
 from data.load import read_raw_workbooks
