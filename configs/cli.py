@@ -40,6 +40,12 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def command_parser(prog: str, description: str, epilog: str | None = None) -> OneLineArgumentParser:
+    """A command's parser: one-line usage errors, and the epilog (examples, a module docstring) printed as written."""
+    return OneLineArgumentParser(prog=prog, description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (a framework's multi-line error, cut for a one-line report)."""
     text = str(error).strip().splitlines()
@@ -71,6 +77,14 @@ def comma_list(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list, e.g. keras,lightning or 1,2,3")
     return items
+
+
+def seed_list(text: str) -> list[int]:
+    """argparse type: '1,2,7' -> [1, 2, 7], seeds >= 0, none twice (a repeated seed would be a repeated run)."""
+    seeds = [non_negative_int(item) for item in comma_list(text)]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} lists a seed twice")
+    return seeds
 
 
 def add_source_arguments(parser) -> None:
@@ -152,6 +166,6 @@ def resolve_run_request(args: argparse.Namespace) -> RunRequest:
                       raw_dir=config.data.raw_dir, json=args.json)
 
 
-__all__ = ["OneLineArgumentParser", "first_line", "add_common_arguments", "add_run_length_arguments",
-           "add_source_arguments", "resolve_run_request", "RunRequest", "ConfigError", "comma_list", "integer_at_least",
+__all__ = ["OneLineArgumentParser", "command_parser", "first_line", "add_common_arguments", "add_run_length_arguments",
+           "add_source_arguments", "resolve_run_request", "RunRequest", "ConfigError", "comma_list", "integer_at_least", "seed_list",
            "positive_int", "non_negative_int"]

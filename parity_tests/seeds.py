@@ -49,8 +49,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from configs.cli import (OneLineArgumentParser, add_run_length_arguments, add_source_arguments, comma_list,
-                         non_negative_int, positive_int, resolve_run_request)
+from configs.cli import (add_run_length_arguments, add_source_arguments, comma_list, command_parser, positive_int,
+                         resolve_run_request, seed_list)
 from configs.loader import BATCH_ORDERS, load_config, override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
@@ -68,20 +68,13 @@ RUN_KEYS = ("framework", "seed", "sample_rows", "experiment", "epochs_cap", "pat
 GROUP_KEYS = ("experiment", "sample_rows", "epochs_cap", "patience", "batch_order")
 
 
-def seed_list(text: str) -> list[int]:
-    seeds = [non_negative_int(item) for item in comma_list(text)]
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r} lists a seed twice")
-    return seeds
-
-
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(
-        prog="python -m parity_tests.seeds",
-        description="Train one experiment with many seeds in Keras 3 and Lightning (each framework's own seeded "
-                    "initial weights and dropout), and compare the two distributions: medians, spread, "
-                    "Mann-Whitney U, the smallest detectable difference, and the collapse rate.",
-        epilog=__doc__.split("Each run is", 1)[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(
+        "python -m parity_tests.seeds",
+        "Train one experiment with many seeds in Keras 3 and Lightning (each framework's own seeded initial weights "
+        "and dropout), and compare the two distributions: medians, spread, Mann-Whitney U, the smallest detectable "
+        "difference, and the collapse rate.",
+        epilog=__doc__.split("Each run is", 1)[0].strip())
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=positive_int, default=None, metavar="K",
                        help=f"run seeds 1..K in each framework (default {DEFAULT_SEED_COUNT})")
