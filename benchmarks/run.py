@@ -601,7 +601,7 @@ def run_benchmark(arguments: argparse.Namespace, command: str) -> dict[str, Any]
 
 def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.report import render_markdown, write_page
-    from experiment.console import emit_json
+    from configs.console import emit_json
 
     arguments = build_argument_parser().parse_args(argv)
     command = "python -m benchmarks.run" + ("" if argv is None and len(sys.argv) < 2 else
@@ -624,6 +624,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from experiment.console import run_main
+    from configs.console import run_main
 
     raise SystemExit(run_main(main))

@@ -17,7 +17,7 @@ flags, and every flag overrides one config key, so a run is described by
 Every command of the project (trainers, scorers, convert, data.prepare,
 data.fetch, replay, the reports, the benchmarks) builds its parser with
 `OneLineArgumentParser`, so a bad flag is one line `error: ...; see <prog>
---help` and exit status 2, as experiment.console promises for every user error.
+--help` and exit status 2, as configs.console promises for every user error.
 """
 
 from __future__ import annotations
@@ -40,52 +40,81 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def command_parser(prog: str, description: str, epilog: str | None = None) -> OneLineArgumentParser:
+    """A command's parser: one-line usage errors, and the epilog (examples, a module docstring) printed as written."""
+    return OneLineArgumentParser(prog=prog, description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (a framework's multi-line error, cut for a one-line report)."""
     text = str(error).strip().splitlines()
     return text[0] if text else error.__class__.__name__
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return value
+def integer_at_least(minimum: int):
+    """An argparse type: an integer >= `minimum`, else a one-line ArgumentTypeError naming the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be >= {minimum}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
+positive_int = integer_at_least(1)
+non_negative_int = integer_at_least(0)
+
+
+def comma_list(text: str) -> list[str]:
+    """argparse type: 'a, b,c' -> ['a', 'b', 'c']; an empty list is an error."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list, e.g. keras,lightning or 1,2,3")
+    return items
+
+
+def seed_list(text: str) -> list[int]:
+    """argparse type: '1,2,7' -> [1, 2, 7], seeds >= 0, none twice (a repeated seed would be a repeated run)."""
+    seeds = [non_negative_int(item) for item in comma_list(text)]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} lists a seed twice")
+    return seeds
+
+
+def add_source_arguments(parser) -> None:
+    """--config and --raw-dir: where the settings and the workbooks come from."""
+    parser.add_argument("--config", default=None, metavar="PATH",
+                        help="YAML config (default: configs/streetcar.yaml)")
+    parser.add_argument("--raw-dir", default=None, metavar="DIR",
+                        help="folder of the yearly TTC workbooks (default: $STREETCAR_RAW_DIR, else data/raw/)")
+
+
+def add_run_length_arguments(parser) -> None:
+    """--epochs, --patience and --sample-rows: how long a run trains and on how many rows."""
+    parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                        help="override the experiment's number of epochs")
+    parser.add_argument("--patience", type=non_negative_int, default=None, metavar="N",
+                        help="override EarlyStopping patience (default: hyperparameters.patience_threshold, 15)")
+    parser.add_argument("--sample-rows", type=positive_int, default=None, metavar="N",
+                        help="use a seeded subset of N prepared rows (split membership kept) for a quick run")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the shared flags to a trainer's parser (see module docstring)."""
     group = parser.add_argument_group("shared run options (same in both frameworks)")
-    group.add_argument("--config", default=None, metavar="PATH",
-                       help="YAML config (default: configs/streetcar.yaml)")
+    add_source_arguments(group)
     group.add_argument("--experiment", default=None, metavar="ID",
                        help="experiment id from the config's table: 0,1,2,3,4,5,9 "
                             "(default: test_parms.current_experiment, 5)")
-    group.add_argument("--epochs", type=positive_int, default=None, metavar="N",
-                       help="override the experiment's number of epochs")
-    group.add_argument("--patience", type=non_negative_int, default=None, metavar="N",
-                       help="override EarlyStopping patience (default: hyperparameters.patience_threshold, 15)")
+    add_run_length_arguments(group)
     group.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
                        help="seed for split, sample, initial weights and batch order (default: general.seed)")
-    group.add_argument("--sample-rows", type=positive_int, default=None, metavar="N",
-                       help="use a seeded subset of N prepared rows (split membership kept) for a quick run")
-    group.add_argument("--raw-dir", default=None, metavar="DIR",
-                       help="folder of the yearly TTC workbooks (default: $STREETCAR_RAW_DIR, else data/raw/)")
     group.add_argument("--out-dir", default=None, metavar="DIR",
                        help="parent folder of run directories (default: general.out_dir, runs/)")
     group.add_argument("--json", action="store_true",
@@ -137,5 +166,6 @@ def resolve_run_request(args: argparse.Namespace) -> RunRequest:
                       raw_dir=config.data.raw_dir, json=args.json)
 
 
-__all__ = ["OneLineArgumentParser", "first_line", "add_common_arguments", "resolve_run_request", "RunRequest", "ConfigError",
+__all__ = ["OneLineArgumentParser", "command_parser", "first_line", "add_common_arguments", "add_run_length_arguments",
+           "add_source_arguments", "resolve_run_request", "RunRequest", "ConfigError", "comma_list", "integer_at_least", "seed_list",
            "positive_int", "non_negative_int"]

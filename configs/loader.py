@@ -5,7 +5,9 @@
 experiment table of chapter 6 as data.  This module turns it into frozen
 dataclasses, and it is strict in the nanoGPT way: an unknown key, a missing key
 or a value of the wrong type is a `ConfigError` that names the key and the
-file, never a silent default.
+file, never a silent default (configs.typed_mapping builds each section).
+The tuples of valid values (OUTPUT_ACTIVATIONS, BATCH_ORDERS, ENGINES, MODES,
+MONITORABLE_KEYS) are defined here once; every package imports them from here.
 
     from configs import load_config, resolve_experiment
     config = load_config()                      # configs/streetcar.yaml
@@ -17,9 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import yaml
 
 from configs.strict_yaml import DuplicateKeyError, StrictLoader
+from configs.typed_mapping import ConfigError, build_dataclass
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("streetcar.yaml")
 
@@ -35,16 +36,14 @@ BATCH_ORDERS = ("shared", "framework")
 # How lightning_impl trains (lightning.engine, --engine): "plain" = the idiomatic port
 # (lightning_impl.system), "fast" = the fused network and its own loop (lightning_impl.fast).
 ENGINES = ("plain", "fast")
+# Keras: mode 'auto' | 'min' | 'max' (unknown strings warn and fall back to 'auto').
+# Lightning: 'min' | 'max', default 'min'.  The project: 'min' | 'max', always given.
 MODES = ("min", "max")
 # History keys both trainers log (Keras names); the only keys a monitor may name.
 MONITORABLE_KEYS = (
     "loss", "accuracy", "recall",
     "val_loss", "val_accuracy", "val_recall",
 )
-
-
-class ConfigError(ValueError):
-    """A configuration file or override that cannot be used; says which key."""
 
 
 @dataclass(frozen=True)
@@ -156,93 +155,6 @@ class ExperimentSettings:
 # --------------------------------------------------------------------------
 
 
-def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
-    """Return `value` converted to `annotation`, or raise ConfigError naming `key`."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        if float in options and isinstance(value, float) and not math.isfinite(value):
-            return _check_type(value, float, key, source)  # say "not a finite number", not "matches none"
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_type(value, option, key, source)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if len(errors) == 1 else
-                          f"{source}: '{key}' = {value!r} matches none of {annotation}")
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            # .inf / .nan would pass every "> 0" check below and then train nothing useful.
-            if not math.isfinite(value):
-                raise ConfigError(f"{source}: '{key}' = {value!r} is not a finite number")
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-    elif annotation is dt.date:
-        if isinstance(value, dt.date):
-            return value
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{source}: '{key}' = {value!r} is not a date (YYYY-MM-DD)")
-    else:  # pragma: no cover - programming error, not user input
-        raise TypeError(f"unsupported annotation {annotation} for {key}")
-    kind = getattr(annotation, "__name__", str(annotation))
-    raise ConfigError(f"{source}: '{key}' = {value!r} should be of type {kind}")
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _build(cls: type, raw: Any, prefix: str, source: str, preset: Mapping[str, Any] | None = None) -> Any:
-    """Build dataclass `cls` from mapping `raw`, rejecting unknown and missing keys.
-
-    `preset` holds fields already built by the caller (the experiment table).
-    """
-    preset = dict(preset or {})
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: '{prefix}' should be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
-    unknown = sorted(set(raw) - set(fields) - set(preset))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(_join(prefix, k) for k in unknown)}; "
-            f"valid keys under '{prefix or 'the top level'}': {', '.join(sorted(fields))}")
-    values = dict(preset)
-    for name, spec in fields.items():
-        if name in preset:
-            continue
-        key = _join(prefix, name)
-        if name not in raw:
-            if spec.default is not dataclasses.MISSING:
-                continue
-            raise ConfigError(f"{source}: missing key '{key}'")
-        annotation = hints[name]
-        if dataclasses.is_dataclass(annotation):
-            values[name] = _build(annotation, raw[name], key, source)
-        else:
-            values[name] = _check_type(raw[name], annotation, key, source)
-    return cls(**values)
-
-
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -285,7 +197,7 @@ def _validate(config: Config) -> None:
                                    callbacks.reduce_lr.mode)):
         _require(monitor in MONITORABLE_KEYS,
                  f"{source}: '{prefix}.monitor' = {monitor!r}; valid: {', '.join(MONITORABLE_KEYS)}")
-        _require(mode in MODES, f"{source}: '{prefix}.mode' = {mode!r}; valid: min, max")
+        _require(mode in MODES, f"{source}: '{prefix}.mode' = {mode!r}; valid: {', '.join(MODES)}")
     _require(callbacks.min_delta >= 0,
              f"{source}: 'callbacks.min_delta' must be >= 0 (Keras takes abs(), Lightning turns a "
              f"negative value into a tolerance: the two disagree, so it is refused)")
@@ -309,7 +221,8 @@ def _validate(config: Config) -> None:
             _require(experiment.monitor in MONITORABLE_KEYS,
                      f"{source}: '{key}.monitor' = {experiment.monitor!r}; valid: {', '.join(MONITORABLE_KEYS)}")
         if experiment.mode is not None:
-            _require(experiment.mode in MODES, f"{source}: '{key}.mode' = {experiment.mode!r}; valid: min, max")
+            _require(experiment.mode in MODES,
+                     f"{source}: '{key}.mode' = {experiment.mode!r}; valid: {', '.join(MODES)}")
         if experiment.patience is not None:
             _require(experiment.patience >= 0, f"{source}: '{key}.patience' must be >= 0")
     _require(parms.current_experiment in config.experiments,
@@ -324,10 +237,10 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Config:
     experiments_raw = raw.get("experiments")
     if not isinstance(experiments_raw, Mapping):
         raise ConfigError(f"{source}: 'experiments' should be a mapping of experiment id -> settings")
-    experiments = {str(name): _build(ExperimentConfig, value, f"experiments.{name}", source)
+    experiments = {str(name): build_dataclass(ExperimentConfig, value, f"experiments.{name}", source)
                    for name, value in experiments_raw.items()}
     sections = {k: v for k, v in raw.items() if k != "experiments"}
-    config = _build(Config, sections, "", source,
+    config = build_dataclass(Config, sections, "", source,
                     preset={"experiments": types.MappingProxyType(experiments), "source": source})
     _validate(config)
     return config

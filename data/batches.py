@@ -21,8 +21,6 @@ not divide n_rows (both frameworks keep it, as Keras does).
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 
 
@@ -42,10 +40,3 @@ def batch_slices(n_rows: int, batch_size: int) -> list[slice]:
     if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 0:
         raise ValueError(f"n_rows must be an integer >= 0, got {n_rows!r}")
     return [slice(start, min(start + int(batch_size), int(n_rows))) for start in range(0, int(n_rows), int(batch_size))]
-
-
-def epoch_batches(n_rows: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
-    """The row indices of each batch of one epoch: epoch_permutation cut by batch_slices."""
-    order = epoch_permutation(n_rows, seed, epoch)
-    for batch in batch_slices(n_rows, batch_size):
-        yield order[batch]

@@ -24,7 +24,7 @@ from data.vocab import Vocabularies
 
 # The model's input columns, in the one fixed order both frameworks use.  The
 # book built this list from a Python set, so its order changed between runs
-# (keras_impl/legacy.py traces each saved model's order); a tuple literal cannot.
+# (keras_impl/legacy_h5.py traces each saved model's order); a tuple literal cannot.
 COLUMNS: tuple[str, ...] = ("hour", "Route", "daym", "month", "year", "Direction", "day")
 TARGET = "target"
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -61,11 +61,6 @@ class PreparedDataset:
             raise ValueError(f"unknown split {name!r}; valid: {', '.join(SPLITS)}")
         rows = self.splits[name]
         return self.features[rows], self.target[rows]
-
-    def split_columns(self, name: str) -> dict[str, np.ndarray]:
-        """One split as {column: int64 (n,) array}: the named-input form Keras takes."""
-        features, _ = self.split_arrays(name)
-        return {column: features[:, j] for j, column in enumerate(COLUMNS)}
 
     def class_counts(self, name: str = "train") -> tuple[int, int]:
         """(count of target 0, count of target 1) in one split."""

@@ -30,7 +30,6 @@ a local HTTP server and a bogus address, never the real portal.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import re
@@ -43,9 +42,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from configs.cli import OneLineArgumentParser
+from configs.console import run_main
 from data.atomic import atomic_path
 from data.load import read_workbook_columns
-from data.paths import DEFAULT_RAW_DIR
+from data.paths import DEFAULT_RAW_DIR, sha256_of_file
 
 DEFAULT_PORTAL = "https://ckan0.cf.opendata.inter.prod-toronto.ca"
 PACKAGE_ID = "ttc-streetcar-delay-data"
@@ -211,13 +211,8 @@ def download_workbook(url: str, destination: Path, timeout: float = TIMEOUT_SECO
     return size
 
 
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
-
-
 def check_sha256(path: Path, expected: str, what: str) -> None:
-    actual = sha256_of(path)
+    actual = sha256_of_file(path)
     if actual != expected.lower():
         raise ValueError(f"{what}: sha256 {actual} does not match the known checksum {expected.lower()}; "
                          f"nothing was kept")
@@ -266,7 +261,7 @@ def fetch_workbooks(dest: Path = DEFAULT_RAW_DIR, *, years: Iterable[int] = DEFA
             log(f"kept     {destination} (exists; --force to download again)")
         else:
             size = download_workbook(resource["url"], destination, timeout, expected_sha256=expected)
-            log(f"fetched  {destination} ({size:,} bytes, sha256 {sha256_of(destination)})")
+            log(f"fetched  {destination} ({size:,} bytes, sha256 {sha256_of_file(destination)})")
         paths.append(destination)
     return paths
 
@@ -285,8 +280,8 @@ def parse_years(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(years)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: 0 ok, 1 portal unreachable / file system error, 2 bad input or payload."""
+def fetch_command(argv: Sequence[str] | None) -> int:
+    """Parse the flags and fetch; errors are raised for configs.console.run_main to print."""
     parser = OneLineArgumentParser(prog="python -m data.fetch", description=__doc__.splitlines()[0])
     parser.add_argument("--dest", default=str(DEFAULT_RAW_DIR), help="folder to download into (default data/raw/)")
     parser.add_argument("--force", action="store_true", help="download again even if a file exists")
@@ -301,17 +296,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 portal=arguments.portal, timeout=arguments.timeout,
                                 checksums_file=arguments.checksums)
     except PortalUnreachable as error:
-        print(f"error: {error}; are you offline? Download the workbooks by hand from {CATALOGUE_PAGE} "
-              f"into {arguments.dest}, or set STREETCAR_RAW_DIR to a folder that holds them", file=sys.stderr)
-        return 1
-    except ValueError as error:
-        print(f"error: {' '.join(str(error).splitlines())}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        # A ConnectionError is an OSError that is not the user's input: run_main exits 1.
+        raise ConnectionError(f"{error}; are you offline? Download the workbooks by hand from {CATALOGUE_PAGE} "
+                              f"into {arguments.dest}, or set STREETCAR_RAW_DIR to a folder that holds them") from None
     print(f"{len(paths)} workbook(s) in {arguments.dest}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: 0 ok, 1 portal unreachable / file system error, 2 bad input or payload."""
+    return run_main(fetch_command, argv)
 
 
 if __name__ == "__main__":

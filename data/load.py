@@ -146,11 +146,6 @@ def read_workbook_columns(path: Path) -> list[dict[str, list]]:
     return tables
 
 
-def read_workbook(path: str | Path) -> pd.DataFrame:
-    """One workbook as a DataFrame (see read_raw_workbooks for the columns)."""
-    return columns_to_frame(read_workbook_columns(Path(path)))
-
-
 def read_raw_workbooks(paths: Iterable[str | Path]) -> pd.DataFrame:
     """All sheets of all workbooks, in file then sheet then row order.
 

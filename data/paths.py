@@ -27,6 +27,7 @@ The prepared cache defaults to <project>/data/processed/.  Both folders are in
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -101,3 +102,9 @@ def find_raw_files(raw_dir: str | os.PathLike | None = None) -> list[Path]:
     if not workbooks:
         raise ValueError(f"no raw workbooks found: {looked_for}; {hint}")
     return workbooks
+
+
+def sha256_of_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes: the cache key of a raw workbook, and what `sha256sum` checks."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()

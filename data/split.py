@@ -13,7 +13,7 @@ calls - testproportion 0.2, then 0.2 "of the rest" - give 64 / 16 / 20;
 Sizes follow scikit-learn's rounding: each held-out part is
 ceil(proportion x rows).  The rows are drawn from one NumPy PCG64 permutation
 seeded with `seed`, so a given (n_rows, proportions, seed) gives the same
-split on every machine and in both frameworks; prepare.py stores it in the
+split on every machine and in both frameworks; data.cache stores it in the
 cache, so neither framework ever re-draws it.
 """
 

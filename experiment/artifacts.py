@@ -18,12 +18,12 @@ import csv
 import datetime as dt
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from configs.console import json_safe
 from data.atomic import write_atomic
 
 # Keys of the --json result object, shared by both trainers (issue 3 / issue 4).
@@ -63,23 +63,6 @@ def create_run_dir(out_dir: str | Path, framework: str, experiment: str) -> Path
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a new run directory under {out_dir}")
-
-
-def json_safe(value: Any) -> Any:
-    """NumPy scalars/arrays -> Python; NaN/inf -> the strings 'nan', 'inf', '-inf' (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
@@ -164,6 +147,17 @@ def saturated_share(probabilities: np.ndarray) -> float:
     return float(np.mean((probabilities <= 0.0) | (probabilities >= 1.0))) if len(probabilities) else 0.0
 
 
+def save_figure(figure, path: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG atomically (a killed run leaves no half image) and close it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return write_atomic(path, buffer.getvalue())
+
+
 def plot_curves(path: str | Path, history: Mapping[str, Sequence[float]], title: str,
                 best_epoch: int | None = None) -> Path:
     """curves.png: accuracy and loss, train vs validation, with the kept epoch marked."""
@@ -185,11 +179,7 @@ def plot_curves(path: str | Path, history: Mapping[str, Sequence[float]], title:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return write_atomic(path, buffer.getvalue())
+    return save_figure(figure, path)
 
 
 def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]], title: str) -> Path:
@@ -206,11 +196,7 @@ def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]], tit
     axis.set_xlabel("predicted")
     axis.set_ylabel("actual")
     axis.set_title(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return write_atomic(path, buffer.getvalue())
+    return save_figure(figure, path)
 
 
 def write_run_artifacts(run_dir: str | Path, result: Mapping[str, Any]) -> dict[str, Path]:

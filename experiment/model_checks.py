@@ -9,7 +9,7 @@ A score command that answers "p(delay) = nan -> no delay expected" with exit
 0 is a confident answer from a broken model (diverged weights, a damaged
 file); a vocabulary other than the one saved with the model maps values to
 other codes (2020 scored as 2019) while every size still fits.  Both are
-refused with one line (experiment.console.run_main: exit 2).
+refused with one line (configs.console.run_main: exit 2).
 """
 
 from __future__ import annotations

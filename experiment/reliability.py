@@ -175,7 +175,7 @@ def check_same_vocabularies(run_dir: str | Path, vocabularies: Any, file_name: s
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """A run stopped by a signal; experiment.console.run_main prints the message and exits 128 + signal."""
+    """A run stopped by a signal; configs.console.run_main prints the message and exits 128 + signal."""
 
     def __init__(self, signal_name: str, message: str | None = None) -> None:
         self.signal_name = signal_name
@@ -240,7 +240,7 @@ class NoFiniteModel(ValueError):
     """The first epoch of a new run diverged: there is no model to keep, so the run folder is removed.
 
     Both trainers raise it and delete the folder they created (it would hold
-    no model, only the diverged epoch's logs); experiment.console.run_main
+    no model, only the diverged epoch's logs); configs.console.run_main
     prints the one line and exits 2.
     """
 

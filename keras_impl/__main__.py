@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from experiment.console import run_main
+from configs.console import run_main
 
 COMMANDS = ("train", "score")
 

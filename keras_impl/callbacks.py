@@ -33,7 +33,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from configs.loader import CallbacksConfig, ExperimentSettings
+from configs.loader import MODES, CallbacksConfig, ExperimentSettings
 
 CHECKPOINT_SUFFIX = ".keras"
 TENSORBOARD_DIR = "tensorboard"
@@ -105,8 +105,8 @@ def keras_best_epoch(values: Sequence[float], mode: str) -> int | None:
     ways: a NaN first value becomes a best that nothing beats, a later NaN
     is never an improvement.
     """
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode {mode!r}; valid: min, max")
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}; valid: {', '.join(MODES)}")
     best_value: float | None = None
     best_epoch: int | None = None
     for epoch, value in enumerate(values):

@@ -54,9 +54,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from configs.loader import BATCH_ORDERS
 from data.dataset import COLUMNS, PreparedDataset
 
-BATCH_ORDERS = ("shared", "framework")
 # Batches the shared stream prepares ahead of the training step.
 PREFETCH_BATCHES = 8
 

@@ -40,6 +40,7 @@ from typing import Mapping
 import keras
 import numpy as np
 
+from configs.loader import OUTPUT_ACTIVATIONS
 from data.dataset import COLUMNS
 from experiment.weights import BATCHNORM_FIELDS, check_weights
 
@@ -68,7 +69,8 @@ def hard_sigmoid_keras2(x):
 # [/docs:keras-hard-sigmoid-keras2]
 
 
-OUTPUT_ACTIVATIONS = {
+# The Keras callable of each name in configs.loader.OUTPUT_ACTIVATIONS (the one list of valid names).
+ACTIVATION_FUNCTIONS = {
     "hard_sigmoid": keras.activations.hard_sigmoid,
     "hard_sigmoid_keras2": hard_sigmoid_keras2,
     "sigmoid": keras.activations.sigmoid,
@@ -79,7 +81,7 @@ def resolve_output_activation(name: str):
     """Activation name from the config -> the Keras callable."""
     if name not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"unknown output_activation {name!r}; valid: {', '.join(OUTPUT_ACTIVATIONS)}")
-    return OUTPUT_ACTIVATIONS[name]
+    return ACTIVATION_FUNCTIONS[name]
 
 
 # [docs:keras-column-branch]

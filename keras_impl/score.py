@@ -45,7 +45,7 @@ import numpy as np
 from configs.cli import OneLineArgumentParser, first_line
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, Vocabularies, encode_trip
-from experiment.console import emit_json, run_main
+from configs.console import emit_json, run_main
 from experiment.model_checks import check_probability, check_same_vocabulary
 
 VOCABULARY_FILE = "vocabulary.json"

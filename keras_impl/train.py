@@ -65,7 +65,7 @@ import numpy as np
 from configs.cli import OneLineArgumentParser, RunRequest, add_common_arguments, resolve_run_request
 from data.dataset import PreparedDataset
 from experiment.artifacts import RESULT_KEYS, create_run_dir, describe_result, summarize_test, write_run_artifacts
-from experiment.console import emit_json, run_main, say
+from configs.console import emit_json, run_main, say
 from experiment.verdict import degenerate_warning, judge_test
 
 FRAMEWORK = "keras"
@@ -362,7 +362,7 @@ def fit_and_decide(model, request: RunRequest, dataset: PreparedDataset, run_dir
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through sigterm_raises_interrupt
         completed = len(next(iter(callbacks[-1].history.values()), []))
         signal_name = getattr(error, "signal_name", "SIGINT")
-        # One line, printed once by experiment.console.run_main.
+        # One line, printed once by configs.console.run_main.
         raise RunInterrupted(signal_name, f"interrupted by {signal_name} during epoch {completed + 1}; "
                                           f"{resume_hint(COMMAND, run_dir, completed)}") from None
     # [/docs:keras-fit]

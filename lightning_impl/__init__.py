@@ -6,7 +6,9 @@
 
 Modules: model (the nn.Module and its Keras-layout weights), metrics (Keras's
 binary cross-entropy and epoch metrics), system (the LightningModule),
-datamodule (batches cut from in-memory tensors), train, score; fast/ is the
+datamodule (batches cut from in-memory tensors), callbacks (the Keras-compatible
+set and its builder; early_stopping, reduce_lr and callback_rules hold the
+parts), run_callbacks (atomic, run-relative checkpoints), train, score; fast/ is the
 same model on the fast engine (`--engine fast`: fused network, closed-form
 gradients, several batches per Lightning step).  Importing this
 package is light: torch and Lightning load only with the modules that need them.

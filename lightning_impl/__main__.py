@@ -1,6 +1,6 @@
 """`python -m lightning_impl ...` is `python -m lightning_impl.train ...` (see that module)."""
 
-from experiment.console import run_main
+from configs.console import run_main
 from lightning_impl.train import main
 
 if __name__ == "__main__":

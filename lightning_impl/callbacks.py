@@ -61,6 +61,11 @@ What is *not* Keras (deliberate, documented at each place):
 * A monitored key that is missing raises (Lightning's strict=True) instead of
   Keras's warning (row 27): in this project a missing key is a bug.
 
+The classes live one per module: lightning_impl.early_stopping,
+KerasCompatibleModelCheckpoint here, lightning_impl.reduce_lr, and the rules
+they share (mode, min_delta, patience checks, Keras's improvement test, the
+checkpoint file name) in lightning_impl.callback_rules.
+
 Run the unit tests with:
 
     python -m pytest lightning_impl/tests/test_callbacks.py -q
@@ -77,219 +82,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 
-from configs.loader import CallbacksConfig, ExperimentSettings, ReduceLRConfig
+from configs.loader import CallbacksConfig, ExperimentSettings
+from lightning_impl.callback_rules import check_mode, keras_is_improvement, render_checkpoint_stem
+from lightning_impl.early_stopping import KerasCompatibleEarlyStopping
+from lightning_impl.reduce_lr import KerasCompatibleReduceLROnPlateau
 from lightning_impl.run_callbacks import LastEpochCheckpoint, RunRelativePaths
 
 __all__ = [
     "KerasCompatibleCallbacks",
-    "KerasCompatibleEarlyStopping",
     "KerasCompatibleModelCheckpoint",
-    "KerasCompatibleReduceLROnPlateau",
     "LAST_CHECKPOINT_NAME",
-    "MODES",
     "build_lightning_callbacks",
-    "keras_is_improvement",
-    "render_checkpoint_stem",
 ]
-
-# Keras: 'auto' | 'min' | 'max' (unknown strings warn and fall back to 'auto').
-# Lightning: 'min' | 'max', default 'min'.  The project: 'min' | 'max', always given.
-MODES = ("min", "max")
 
 # File stem of the resume checkpoint.  Lightning's `ckpt_path="last"` finds files
 # matching ^last(-\d+)?\.ckpt in the checkpoint callbacks' directories.
 LAST_CHECKPOINT_NAME = "last"
-
-
-# --------------------------------------------------------------------------
-# Shared rules
-# --------------------------------------------------------------------------
-
-
-def _check_mode(mode: object, owner: str) -> str:
-    # Keras: mode='auto' infers the direction from the metric name; Lightning:
-    # mode defaults to 'min' silently.  Here it must be spelled out.
-    if mode not in MODES:
-        raise ValueError(f"{owner}: mode must be 'min' or 'max', got {mode!r} "
-                         f"(Keras would guess with 'auto', Lightning would silently use 'min')")
-    return str(mode)
-
-
-def _check_min_delta(min_delta: float, owner: str) -> float:
-    # Keras: self.min_delta = abs(min_delta); Lightning: a negative min_delta is
-    # kept and becomes a tolerance (worse values count as improvements).
-    if not isinstance(min_delta, (int, float)) or isinstance(min_delta, bool) or math.isnan(min_delta):
-        raise ValueError(f"{owner}: min_delta must be a number >= 0, got {min_delta!r}")
-    if min_delta < 0:
-        raise ValueError(f"{owner}: min_delta must be >= 0, got {min_delta} (Keras uses abs(min_delta), "
-                         f"Lightning turns a negative value into a tolerance; the two disagree, so it is refused)")
-    return float(min_delta)
-
-
-def _check_patience(patience: int, owner: str) -> int:
-    # Keras and Lightning both accept a negative patience and treat it like 0
-    # (`wait >= patience`); here it is a configuration mistake.
-    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
-        raise ValueError(f"{owner}: patience must be an integer >= 0, got {patience!r}")
-    return patience
-
-
-def keras_is_improvement(current: float, best: float | None, *, mode: str, min_delta: float = 0.0) -> bool:
-    """Keras's `MonitorCallback._is_improvement` on Python floats, with Keras's rounding.
-
-    Keras 3: `best is None` -> True (the first value always improves, NaN too);
-    otherwise `ops.greater(current - min_delta, best)` (max) or
-    `ops.less(current + min_delta, best)` (min).  The subtraction happens on
-    Python floats; `keras.ops` then converts both sides to float32 (floatx), so
-    the comparison is a float32 one.  NaN compares False; ties are not
-    improvements.  Lightning's own rule is the same formula on float32 tensors,
-    starting from best = -inf (max) / +inf (min) instead of None.
-    """
-    if best is None:
-        return True
-    signed_delta = min_delta if mode == "max" else -min_delta
-    with np.errstate(over="ignore", invalid="ignore"):
-        candidate = np.float32(float(current) - signed_delta)
-        reference = np.float32(float(best))
-    return bool(candidate > reference) if mode == "max" else bool(candidate < reference)
-
-
-# [docs:lightning-checkpoint-name]
-def render_checkpoint_stem(template: str, *, epoch_index: int, monitor: str, value: float | Tensor | None) -> str:
-    """Render the configured checkpoint template the way Keras names the file.
-
-    `epoch_index` is the 0-based index both frameworks pass to their hooks;
-    `{epoch}` receives epoch_index + 1, as in Keras's
-    `filepath.format(epoch=epoch + 1, **logs)` (Lightning's own `{epoch}` is the
-    0-based `trainer.current_epoch`).  `{monitor}` is the monitored key and
-    `{value}` its value as a Python float (NaN renders as 'nan' in both).
-
-        >>> render_checkpoint_stem("best-epoch{epoch:02d}-{monitor}{value:.4f}",
-        ...                        epoch_index=3, monitor="val_accuracy", value=0.73164)
-        'best-epoch04-val_accuracy0.7316'
-    """
-    number = float("nan") if value is None else float(value)
-    try:
-        return template.format(epoch=epoch_index + 1, monitor=monitor, value=number)
-    except (KeyError, IndexError, ValueError) as error:
-        raise ValueError(f"checkpoint template {template!r} cannot be rendered: {error!r}; "
-                         f"it may use {{epoch}}, {{monitor}} and {{value}} only") from None
-# [/docs:lightning-checkpoint-name]
-
-
-# --------------------------------------------------------------------------
-# EarlyStopping
-# --------------------------------------------------------------------------
-
-
-class KerasCompatibleEarlyStopping(EarlyStopping):
-    """Lightning EarlyStopping that stops on the same epoch as keras.callbacks.EarlyStopping.
-
-    Differences from the stock Lightning callback, each a Keras rule:
-
-    * `mode` is required ('min' or 'max'); `min_delta` and `patience` must be >= 0.
-    * The first monitored value is always the new best, NaN and +-inf included
-      (Keras `best=None`); stock Lightning compares it with +-inf and can stop
-      at idx 0 (docs/differences.md row 17).
-    * No finiteness check by default (stock Lightning: check_finite=True stops
-      at the first NaN/inf).  With `stop_on_non_finite=True` it stops at the
-      first non-finite value instead, keeping the best so far: the trainer's
-      divergence policy, not Keras.
-    * Comparisons in float32 after a Python-float subtraction, like Keras.
-    * `patience` given to the constructor survives `load_state_dict`; stock
-      Lightning 2.6 overwrites it with the checkpoint's value (row 8, caveat a).
-    * State is reset in `setup('fit')`, like Keras's `on_train_begin`, so a
-      reused instance starts afresh; Lightning restores checkpoint state *after*
-      setup, so `fit(ckpt_path=...)` still resumes it (row 8).  Stock Lightning
-      never resets (row 6e).
-
-    Patience arithmetic is unchanged (row 1): both frameworks stop on the
-    `patience`-th consecutive non-improving epoch; patience 0 and 1 behave
-    alike; `stopped_epoch` is the 0-based index of the last epoch that ran.
-    """
-
-    def __init__(self, monitor: str, *, mode: str, patience: int, min_delta: float = 0.0,
-                 stop_on_non_finite: bool = False, verbose: bool = False) -> None:
-        owner = type(self).__name__
-        mode = _check_mode(mode, owner)
-        patience = _check_patience(patience, owner)
-        min_delta = _check_min_delta(min_delta, owner)
-        # check_finite=False: the finiteness policy lives in _evaluate_stopping_criteria.
-        # strict=True (Lightning default): a missing key raises; Keras only warns (row 9).
-        super().__init__(monitor=monitor, min_delta=min_delta, patience=patience, verbose=verbose,
-                         mode=mode, strict=True, check_finite=False)
-        self.stop_on_non_finite = bool(stop_on_non_finite)
-        self.configured_patience = patience
-        # Keras: best=None until the first value; Lightning: best_score=+-inf from the start.
-        self.has_best = False
-
-    def reset(self) -> None:
-        """Forget all progress, as Keras's EarlyStopping.on_train_begin does."""
-        self.wait_count = 0
-        self.stopped_epoch = 0
-        self.best_score = torch.tensor(torch.inf if self.mode == "min" else -torch.inf)
-        self.has_best = False
-        self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
-        self.stopping_reason_message = None
-        self.patience = self.configured_patience
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        # Keras resets in on_train_begin of every fit(); Lightning never resets.
-        # Lightning calls setup() before restoring callback state from ckpt_path,
-        # so resetting here gives Keras's fresh start and still lets a resume win.
-        if stage == "fit":
-            self.reset()
-
-    def _evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
-        # Replaces Lightning 2.6's decision (a private method, stable since 1.5;
-        # lightning_impl/tests/test_callbacks.py fails if its contract changes).
-        value = float(current)
-        if self.stop_on_non_finite and not math.isfinite(value):
-            # Divergence policy (Lightning's check_finite=True): stop now, keep the best.
-            self.stopping_reason = EarlyStoppingReason.NON_FINITE_METRIC
-            return True, (f"Monitored metric {self.monitor} = {value} is not finite; "
-                          f"best so far {float(self.best_score):.5f}. Signaling Trainer to stop.")
-        # [docs:lightning-stopping-rule]
-        best = float(self.best_score) if self.has_best else None
-        if keras_is_improvement(value, best, mode=self.mode, min_delta=abs(self.min_delta)):
-            # Keras: best=current, wait=0 (the first value always lands here, even NaN).
-            self.best_score = current.detach().to(torch.float32).cpu().clone()
-            self.has_best = True
-            self.wait_count = 0
-            return False, f"Metric {self.monitor} improved. New best score: {value:.5f}"
-        # Keras: wait += 1; stop if wait >= patience (its `epoch > 0` guard can
-        # never matter here, because the first value always improves).
-        self.wait_count += 1
-        if self.wait_count >= self.patience:
-            self.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
-            return True, (f"Monitored metric {self.monitor} did not improve in the last {self.wait_count} "
-                          f"records. Best score: {float(self.best_score):.5f}. Signaling Trainer to stop.")
-        return False, None
-        # [/docs:lightning-stopping-rule]
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["has_best"] = self.has_best
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        # Lightning 2.6 restores `patience` from the checkpoint (row 8, caveat a),
-        # so a resumed run could not change it.  Here the constructor's value
-        # wins: resuming with a new patience applies it to the restored wait count.
-        self.patience = self.configured_patience
-        # A checkpoint written before `has_best` existed: a finite best or a
-        # non-zero wait count means at least one value was seen.
-        self.has_best = bool(state_dict.get(
-            "has_best", self.wait_count > 0 or bool(torch.isfinite(torch.as_tensor(self.best_score)))))
 
 
 # --------------------------------------------------------------------------
@@ -319,7 +132,7 @@ class KerasCompatibleModelCheckpoint(RunRelativePaths, ModelCheckpoint):
                  stop_on_non_finite: bool = False, save_weights_only: bool = False,
                  verbose: bool = False) -> None:
         owner = type(self).__name__
-        mode = _check_mode(mode, owner)
+        mode = check_mode(mode, owner)
         render_checkpoint_stem(template, epoch_index=0, monitor=monitor, value=0.0)  # fail early on a bad template
         # [docs:lightning-checkpoint-options]
         # auto_insert_metric_name=False and our own format_checkpoint_name: the
@@ -373,9 +186,7 @@ class KerasCompatibleModelCheckpoint(RunRelativePaths, ModelCheckpoint):
         self.best_model_score = self.keras_best
 
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["keras_best"] = self.keras_best
-        return state
+        return {**super().state_dict(), "keras_best": self.keras_best}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
@@ -383,140 +194,6 @@ class KerasCompatibleModelCheckpoint(RunRelativePaths, ModelCheckpoint):
             self.keras_best = state_dict["keras_best"]
         elif self.best_model_path and self.best_model_score is not None:
             self.keras_best = torch.as_tensor(self.best_model_score)
-
-
-# --------------------------------------------------------------------------
-# ReduceLROnPlateau
-# --------------------------------------------------------------------------
-
-
-class KerasCompatibleReduceLROnPlateau(Callback):
-    """Lower the learning rate on the epochs keras.callbacks.ReduceLROnPlateau would.
-
-    Why a callback and not torch's scheduler (docs/differences.md row 26): torch's
-    `ReduceLROnPlateau` reduces when num_bad_epochs > patience (one epoch after
-    Keras's wait >= patience) and uses a relative threshold by default.
-    `patience - 1` and `threshold_mode='abs'` fix those two, but torch still
-    starts from best=+-inf (Keras: None, so a first NaN is Keras's unbeatable
-    best), compares `a < best - threshold` in float64 (Keras: `a + min_delta <
-    best` in float32), resets its bad-epoch count even when the lr is already at
-    min_lr (Keras keeps counting), and needs a monitor key wired into the
-    module's `configure_optimizers`.  A callback reproduces all of it and keeps
-    the module untouched.
-
-    The rule, per epoch (Keras `on_epoch_end`, here `on_train_epoch_end`, after
-    that epoch's validation):
-
-        if cooldown_counter > 0: cooldown_counter -= 1; wait = 0
-        if improvement(current, best): best = current; wait = 0
-        elif cooldown_counter == 0:
-            wait += 1
-            if wait >= patience and lr > min_lr:
-                lr = max(lr * factor, min_lr); cooldown_counter = cooldown; wait = 0
-
-    The new rate applies from the next epoch in both frameworks.  Keras keeps
-    the rate in a float32 variable; torch keeps a Python float, so rates agree
-    to float32 precision.  The monitored key must be logged by the validation
-    hooks or by training_step(on_epoch=True): plain callbacks run before
-    `LightningModule.on_train_epoch_end`.
-    """
-
-    def __init__(self, *, monitor: str, mode: str, factor: float = 0.1, patience: int = 10,
-                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0) -> None:
-        # Defaults are Keras's (factor 0.1, patience 10, min_delta 1e-4 absolute,
-        # cooldown 0, min_lr 0); torch's are the same numbers but threshold 1e-4 is relative.
-        owner = type(self).__name__
-        self.monitor = monitor
-        self.mode = _check_mode(mode, owner)
-        if not isinstance(factor, (int, float)) or not 0.0 < factor < 1.0:
-            # Keras: factor >= 1 raises ValueError; torch: factor >= 1 raises too.
-            raise ValueError(f"{owner}: factor must be in (0, 1), got {factor!r}")
-        self.factor = float(factor)
-        self.patience = _check_patience(patience, owner)
-        self.min_delta = _check_min_delta(min_delta, owner)
-        if not isinstance(cooldown, int) or cooldown < 0:
-            raise ValueError(f"{owner}: cooldown must be an integer >= 0, got {cooldown!r}")
-        self.cooldown = cooldown
-        if not isinstance(min_lr, (int, float)) or min_lr < 0:
-            raise ValueError(f"{owner}: min_lr must be >= 0, got {min_lr!r}")
-        self.min_lr = float(min_lr)
-        self.best: float | None = None
-        self.wait = 0
-        self.cooldown_counter = 0
-        # Learning rate of the first param group used in each epoch, for logging and tests.
-        self.learning_rates: list[float] = []
-
-    @classmethod
-    def from_config(cls, config: ReduceLRConfig) -> KerasCompatibleReduceLROnPlateau:
-        """Build from the `callbacks.reduce_lr` section (cooldown is always 0 there)."""
-        return cls(monitor=config.monitor, mode=config.mode, factor=config.factor, patience=config.patience,
-                   min_delta=config.min_delta, min_lr=config.min_lr)
-
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
-
-    def reset(self) -> None:
-        """Keras's `_reset()`, called from on_train_begin of every fit()."""
-        self.best = None
-        self.wait = 0
-        self.cooldown_counter = 0
-        self.learning_rates = []
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        # As for EarlyStopping: Keras resets on every fit; checkpoint state, if
-        # any, is restored by Lightning after setup and wins.
-        if stage == "fit":
-            self.reset()
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        for optimizer in trainer.optimizers:
-            self.learning_rates.append(float(optimizer.param_groups[0]["lr"]))
-            break
-
-    # [docs:lightning-reduce-lr]
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        if self.monitor not in metrics:
-            # Keras warns and skips the epoch; Lightning's plateau scheduler raises.
-            raise RuntimeError(f"{type(self).__name__}: monitored metric {self.monitor!r} was not logged; "
-                               f"available: {', '.join(sorted(metrics)) or 'none'}")
-        current = float(metrics[self.monitor])
-        if self.cooldown_counter > 0:
-            self.cooldown_counter -= 1
-            self.wait = 0
-        if keras_is_improvement(current, self.best, mode=self.mode, min_delta=self.min_delta):
-            self.best = current
-            self.wait = 0
-        elif self.cooldown_counter <= 0:
-            self.wait += 1
-            if self.wait >= self.patience and self._reduce(trainer):
-                self.cooldown_counter = self.cooldown
-                self.wait = 0  # Keras resets wait only when a rate really changed
-    # [/docs:lightning-reduce-lr]
-
-    def _reduce(self, trainer: Trainer) -> bool:
-        reduced = False
-        for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                old = float(group["lr"])
-                # Keras: `old_lr > np.float32(min_lr)` with old_lr read from a float32
-                # variable; torch keeps a Python float, so compare both in float32.
-                if np.float32(old) > np.float32(self.min_lr):
-                    group["lr"] = max(old * self.factor, self.min_lr)
-                    reduced = True
-        return reduced
-
-    def state_dict(self) -> dict[str, Any]:
-        # Keras keeps none of this across a restart (row 8); Lightning restores
-        # callback state, so a resumed run reduces on the same epochs as an
-        # uninterrupted one.  The rate itself lives in the optimizer state.
-        return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict["best"]
-        self.wait = state_dict["wait"]
-        self.cooldown_counter = state_dict["cooldown_counter"]
 
 
 # --------------------------------------------------------------------------

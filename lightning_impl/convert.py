@@ -34,7 +34,7 @@ model's; a difference above VERIFY_ATOL is an error and no file is left.
 Files are written atomically and with the umask's permissions (data.atomic.atomic_path).
 
 Exit status 0 on success, 2 with one line `error: ...` for a user error
-(experiment.console.run_main).  --json prints one JSON object on stdout.
+(configs.console.run_main).  --json prints one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -311,7 +311,7 @@ def _load_keras3_model(path: Path) -> Any:
 
 
 def _keras_architecture(model: Any, path: Path) -> dict[str, Any]:
-    from keras_impl.model import OUTPUT_ACTIVATIONS, OUTPUT_LAYER_NAME, model_embedding_dim, model_vocab_sizes
+    from keras_impl.model import ACTIVATION_FUNCTIONS, OUTPUT_LAYER_NAME, model_embedding_dim, model_vocab_sizes
 
     try:
         vocab_sizes = model_vocab_sizes(model)
@@ -321,11 +321,11 @@ def _keras_architecture(model: Any, path: Path) -> dict[str, Any]:
     except ValueError as error:
         raise ValueError(f"{path}: not this project's streetcar model (expected layers embedding_<column>, "
                          f"batchnorm_<column>, dropout_<column>, output; {error})") from None
-    names = [name for name, function in OUTPUT_ACTIVATIONS.items()
+    names = [name for name, function in ACTIVATION_FUNCTIONS.items()
              if activation is function or getattr(activation, "__name__", None) == function.__name__]
     if not names:
         raise ValueError(f"{path}: output activation {getattr(activation, '__name__', activation)!r} has no "
-                         f"Lightning equivalent; supported: {', '.join(OUTPUT_ACTIVATIONS)}")
+                         f"Lightning equivalent; supported: {', '.join(ACTIVATION_FUNCTIONS)}")
     if len(rates) != 1:
         raise ValueError(f"{path}: different dropout rates per column {sorted(rates)}")
     return {"vocab_sizes": vocab_sizes, "embedding_dim": embedding_dim, "dropout_rate": rates.pop(),
@@ -426,7 +426,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from experiment.console import emit_json, say
+    from configs.console import emit_json, say
 
     from keras_impl.runtime import native_logs_silenced
 
@@ -448,6 +448,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from experiment.console import run_main
+    from configs.console import run_main
 
     raise SystemExit(run_main(main))

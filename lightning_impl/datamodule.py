@@ -19,9 +19,9 @@ No per-sample __getitem__ and no collate: each split is held as three tensors
 one int64 index tensor per batch, and `SplitTensors.__getitem__` gathers the
 whole batch with index_select.  The loaders Lightning gets are `BatchLoader`s,
 plain sized iterables over those batches (Lightning accepts any iterable):
-a torch DataLoader(batch_size=None) around the same sampler yields the same
-batches (`StreetcarDataModule.dataloader(split)`) but adds per-batch
-overhead comparable to the gather itself.
+a torch DataLoader(SplitTensors, sampler=EpochBatchSampler, batch_size=None)
+would yield the same batches but adds per-batch overhead comparable to the
+gather itself.
 
 Batch order of the training split, per epoch e (0-based, the epoch Lightning
 passes to the sampler's set_epoch):
@@ -74,12 +74,12 @@ from typing import Any, Callable, Iterator, Mapping
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
+from configs.loader import BATCH_ORDERS
 from data.batches import epoch_permutation
 from data.dataset import COLUMNS, PreparedDataset
 
-BATCH_ORDERS = ("shared", "framework")
 TRAIN, VALID, TEST = "train", "valid", "test"
 
 
@@ -327,10 +327,6 @@ class StreetcarDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> BatchLoader:
         return self._loader(self.predict_split)
 
-    def dataloader(self, split: str) -> DataLoader:
-        """The same batches as a torch DataLoader (batch_size=None: the sampler yields whole batches)."""
-        return DataLoader(self._loader(split).dataset, sampler=self.sampler(split), batch_size=None, num_workers=0)
-
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # setup() put each split on the training device, so a batch is born there; Lightning's
         # generic transfer would walk the tuple (and its None) every step for nothing.
@@ -345,4 +341,4 @@ class StreetcarDataModule(L.LightningDataModule):
             self.splits = {}
 
 
-__all__ = ["StreetcarDataModule", "EpochBatchSampler", "SplitTensors", "framework_epoch_seed", "BATCH_ORDERS"]
+__all__ = ["StreetcarDataModule", "EpochBatchSampler", "SplitTensors", "framework_epoch_seed"]

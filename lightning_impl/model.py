@@ -216,5 +216,5 @@ def set_canonical_weights(net: StreetcarNet, weights: Mapping[str, np.ndarray], 
 
 
 __all__ = ["StreetcarNet", "KerasBatchNorm1d", "apply_output_activation", "hard_sigmoid_keras2",
-           "get_canonical_weights", "set_canonical_weights", "parameter_counts", "OUTPUT_ACTIVATIONS",
+           "get_canonical_weights", "set_canonical_weights", "parameter_counts",
            "KERAS_BATCHNORM_MOMENTUM", "BATCHNORM_EPSILON"]

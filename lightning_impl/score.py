@@ -22,7 +22,7 @@ Errors (unknown route or direction, hour outside 0-23, a date outside the
 trained years, a missing or corrupt checkpoint, a checkpoint of some other
 model or with hyperparameters that do not match its weights, a --vocabulary
 other than the checkpoint's, a NaN or out-of-range probability) are one line
-on stderr and exit status 2 (experiment.console.run_main).
+on stderr and exit status 2 (configs.console.run_main).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 from configs.cli import OneLineArgumentParser, first_line
 from data.dataset import COLUMNS
 from data.vocab import Vocabularies, encode_trip
-from experiment.console import emit_json, run_main
+from configs.console import emit_json, run_main
 from experiment.model_checks import check_probability, check_same_vocabulary
 
 DELAY_THRESHOLD = 0.5
@@ -97,7 +97,7 @@ def check_model_hyperparameters(hyper: Mapping[str, Any], state_dict: Mapping[st
     model must have those sizes, and the dropout rate and output activation
     must be ones the model knows.
     """
-    from lightning_impl.model import OUTPUT_ACTIVATIONS
+    from configs.loader import OUTPUT_ACTIVATIONS
 
     sizes, dim = hyper["vocab_sizes"], hyper["embedding_dim"]
     if not isinstance(sizes, Mapping) or sorted(map(str, sizes)) != sorted(COLUMNS):

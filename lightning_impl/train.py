@@ -69,7 +69,7 @@ from configs.cli import OneLineArgumentParser, RunRequest, add_common_arguments,
 from configs.loader import ENGINES, override
 from data.dataset import PreparedDataset
 from experiment.artifacts import RESULT_KEYS, create_run_dir, describe_result, summarize_test, write_run_artifacts
-from experiment.console import emit_json, run_main, say
+from configs.console import emit_json, run_main, say
 from experiment.verdict import degenerate_warning, judge_test
 
 FRAMEWORK = "lightning"
@@ -294,7 +294,7 @@ def fit_and_decide(trainer, module, datamodule, callbacks, settings, run_dir: Pa
     except (KeyboardInterrupt, SIGTERMException, SystemExit) as error:
         # Ctrl-C: Lightning shuts down and calls sys.exit(1); SIGTERM: its handler raises
         # SIGTERMException at the next batch boundary.  Both become one resume line, printed
-        # once, by experiment.console.run_main.
+        # once, by configs.console.run_main.
         if isinstance(error, SystemExit) and not isinstance(error, SIGTERMException) \
                 and trainer.state.status != "interrupted":
             raise

@@ -4,7 +4,7 @@ The command keeps this name; its code lives in reports/ (reports/results_cli.py
 lists the flags and what the run writes).
 """
 
-from experiment.console import run_main
+from configs.console import run_main
 from reports.results_cli import main
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from configs.cli import OneLineArgumentParser, positive_int, resolve_run_request
 from configs.loader import override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
-from experiment.console import UserError, emit_json, run_main, say
+from configs.console import UserError, emit_json, run_main, say
 from parity_tests.lockstep import ACTIVATION_KINKS
 
 

@@ -51,15 +51,13 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from configs.cli import OneLineArgumentParser, non_negative_int, positive_int, resolve_run_request
-from configs.loader import load_config, override
+from configs.cli import command_parser, positive_int, resolve_run_request, seed_list
+from configs.console import emit_json, run_main, say
+from configs.loader import BATCH_ORDERS, load_config, override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
-from experiment.console import emit_json, run_main, say
+from reports.study_flags import DEFAULT_OUT_DIR as DEFAULT_OUT, FRAMEWORKS, add_study_arguments
 
-FRAMEWORKS = ("keras", "lightning")
-BATCH_ORDERS = ("shared", "framework")
-DEFAULT_OUT = Path("docs") / "results"
 RUNS_FOLDER = "seed-runs"
 DEFAULT_SEED_COUNT = 10
 # The keys every run file must hold; a file without them is refused by name.
@@ -69,27 +67,13 @@ RUN_KEYS = ("framework", "seed", "sample_rows", "experiment", "epochs_cap", "pat
 GROUP_KEYS = ("experiment", "sample_rows", "epochs_cap", "patience", "batch_order")
 
 
-def comma_list(text: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list, e.g. keras,lightning")
-    return items
-
-
-def seed_list(text: str) -> list[int]:
-    seeds = [non_negative_int(item) for item in comma_list(text)]
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r} lists a seed twice")
-    return seeds
-
-
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(
-        prog="python -m parity_tests.seeds",
-        description="Train one experiment with many seeds in Keras 3 and Lightning (each framework's own seeded "
-                    "initial weights and dropout), and compare the two distributions: medians, spread, "
-                    "Mann-Whitney U, the smallest detectable difference, and the collapse rate.",
-        epilog=__doc__.split("Each run is", 1)[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser(
+        "python -m parity_tests.seeds",
+        "Train one experiment with many seeds in Keras 3 and Lightning (each framework's own seeded initial weights "
+        "and dropout), and compare the two distributions: medians, spread, Mann-Whitney U, the smallest detectable "
+        "difference, and the collapse rate.",
+        epilog=__doc__.split("Each run is", 1)[0].strip())
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=positive_int, default=None, metavar="K",
                        help=f"run seeds 1..K in each framework (default {DEFAULT_SEED_COUNT})")
@@ -97,26 +81,12 @@ def build_argument_parser() -> argparse.ArgumentParser:
                        help="run exactly these seeds in each framework")
     parser.add_argument("--experiment", default="5", metavar="ID",
                         help="experiment id from the config's table (default 5: early stop on val_accuracy)")
-    parser.add_argument("--sample-rows", type=positive_int, default=None, metavar="N",
-                        help="a seeded subset of N prepared rows, the same for every run (default: the full data)")
-    parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
-                        help="the epoch cap (default: the experiment's epochs, 50 for experiment 5)")
-    parser.add_argument("--patience", type=non_negative_int, default=None, metavar="N",
-                        help="EarlyStopping patience (default hyperparameters.patience_threshold, 15)")
-    parser.add_argument("--frameworks", type=comma_list, default=list(FRAMEWORKS), metavar="NAMES",
-                        help="keras, lightning or both (default keras,lightning)")
+    add_study_arguments(parser)   # the same --sample-rows subset for every run
     parser.add_argument("--batch-order", choices=BATCH_ORDERS, default="shared",
                         help="shared (default): both frameworks of a seed see the same batches; framework: each "
                              "shuffles its own way")
     parser.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR",
                         help="where seed-runs/, seeds.json, seeds.md and seeds.png go (default docs/results)")
-    parser.add_argument("--runs-dir", default=None, metavar="DIR",
-                        help="parent of the trainers' run directories (default general.out_dir, runs/)")
-    parser.add_argument("--config", default=None, metavar="PATH", help="YAML config (default configs/streetcar.yaml)")
-    parser.add_argument("--raw-dir", default=None, metavar="DIR",
-                        help="folder of the TTC workbooks (default $STREETCAR_RAW_DIR, else data/raw/)")
-    parser.add_argument("--accelerator", default="auto", metavar="NAME",
-                        help="Lightning accelerator (default auto: a GPU when there is one)")
     parser.add_argument("--render-only", action="store_true",
                         help="train nothing: rebuild seeds.json, seeds.md and seeds.png from --out/seed-runs/")
     parser.add_argument("--json", action="store_true", help="print seeds.json's object on stdout")

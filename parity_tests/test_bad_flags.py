@@ -52,7 +52,7 @@ def test_a_bad_value_is_one_line_naming_the_flag(module_name, argv, fragment, ca
 
 @pytest.mark.parametrize("module_name", ["lightning_impl.train", "keras_impl.train"])
 def test_an_out_dir_that_is_a_file_is_one_line_and_no_run(module_name, tmp_path, capsys):
-    from experiment.console import run_main
+    from configs.console import run_main
 
     in_the_way = tmp_path / "runs"
     in_the_way.write_text("a file, not a folder")

@@ -5,7 +5,7 @@
 The files stay in ../shared/reference/keras2-models/ (never copied into the
 project).  For each model:
 
-* keras_impl.legacy traces its graph; the traced column order, BatchNorm
+* keras_impl.legacy_h5 traces its graph; the traced column order, BatchNorm
   settings and Keras version are checked against what the files hold;
 * our Keras model built with the Keras-2 hard_sigmoid and the file's weights,
   the Lightning checkpoint written by `python -m lightning_impl.convert
@@ -81,7 +81,8 @@ pytestmark = pytest.mark.filterwarnings(
 @pytest.fixture(scope="module")
 def keras_models(reference_model_paths) -> dict[str, dict]:
     """Per reference model, built once: our Keras model with Keras-2 semantics, and plain Keras 3 loading."""
-    from keras_impl.legacy import load_legacy_keras2_model, load_with_plain_keras3, read_legacy_keras2_h5
+    from keras_impl.legacy import load_legacy_keras2_model, load_with_plain_keras3
+    from keras_impl.legacy_h5 import read_legacy_keras2_h5
 
     return {name: {"faithful": load_legacy_keras2_model(path), "plain": load_with_plain_keras3(path),
                    "legacy": read_legacy_keras2_h5(path)}
@@ -152,7 +153,7 @@ def _lightning_predict(net, features: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name", list(EXPECTED_FILE_FACTS))
 def test_tracing_finds_the_files_column_order_and_settings(name, reference_model_paths):
-    from keras_impl.legacy import read_legacy_keras2_h5
+    from keras_impl.legacy_h5 import read_legacy_keras2_h5
 
     legacy = read_legacy_keras2_h5(reference_model_paths[name])
     facts = EXPECTED_FILE_FACTS[name]
@@ -262,7 +263,7 @@ def test_book_trip_scores_the_same_in_both_frameworks(name, keras_models, lightn
 
 
 def _run_convert(argv, capsys) -> tuple[int, str]:
-    from experiment.console import run_main
+    from configs.console import run_main
     from lightning_impl.convert import main
 
     status = run_main(main, argv)
@@ -282,7 +283,7 @@ def test_h5_without_legacy_flag_is_refused(reference_model_paths, tmp_path, caps
 def test_not_an_hdf5_file_is_refused(tmp_path, capsys):
     fake = tmp_path / "model.h5"
     fake.write_text("not a model\n")
-    from keras_impl.legacy import read_legacy_keras2_h5
+    from keras_impl.legacy_h5 import read_legacy_keras2_h5
 
     with pytest.raises(ValueError, match=r"model\.h5: not a readable HDF5 file .*expected a Keras 2 model"):
         read_legacy_keras2_h5(fake)
@@ -295,7 +296,7 @@ def test_other_architecture_is_refused(reference_model_paths, tmp_path):
     """The same file with one Dropout taken out of its chain: tracing names the layer and the expectation."""
     import h5py
 
-    from keras_impl.legacy import read_legacy_keras2_h5
+    from keras_impl.legacy_h5 import read_legacy_keras2_h5
 
     source = reference_model_paths["scmodeldec27b_5"]
     altered = tmp_path / "altered.h5"

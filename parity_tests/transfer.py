@@ -37,22 +37,22 @@ def keras_output_activation(keras_model: Any) -> str:
     """The project's activation name of a keras_impl model's output layer.
 
     Keras stores a function; we compare it with the project's table
-    (keras_impl.model.OUTPUT_ACTIVATIONS) by identity, then by name, because a
+    (keras_impl.model.ACTIVATION_FUNCTIONS) by identity, then by name, because a
     .keras file reloaded in another process deserialises to the registered
     function objects.
     """
-    from keras_impl.model import OUTPUT_ACTIVATIONS, OUTPUT_LAYER_NAME
+    from keras_impl.model import ACTIVATION_FUNCTIONS, OUTPUT_LAYER_NAME
 
     activation = keras_model.get_layer(OUTPUT_LAYER_NAME).activation
-    for name, function in OUTPUT_ACTIVATIONS.items():
+    for name, function in ACTIVATION_FUNCTIONS.items():
         if activation is function:
             return name
     function_name = getattr(activation, "__name__", repr(activation))
-    for name, function in OUTPUT_ACTIVATIONS.items():
+    for name, function in ACTIVATION_FUNCTIONS.items():
         if function_name == getattr(function, "__name__", None):
             return name
     raise ValueError(f"output activation {function_name!r} of Keras model {keras_model.name!r} has no "
-                     f"Lightning equivalent; supported: {', '.join(OUTPUT_ACTIVATIONS)}")
+                     f"Lightning equivalent; supported: {', '.join(ACTIVATION_FUNCTIONS)}")
 
 
 def keras_architecture(keras_model: Any) -> dict[str, Any]:

@@ -59,25 +59,23 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from configs.cli import non_negative_int, positive_int
-from experiment.console import emit_json
+from configs.cli import comma_list, command_parser, non_negative_int
+from configs.console import emit_json
 from reports.results_page import DEFAULT_EXPERIMENTS, results_payload
 from reports.results_run import INITIAL_WEIGHTS_CHOICES, build_report, render_only
-from reports.study_flags import DEFAULT_OUT_DIR, add_study_arguments, comma_list, command_line, study_parser
+from reports.study_flags import DEFAULT_OUT_DIR, add_study_arguments, command_line
 
 COMMAND = "python -m parity_tests.report"
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = study_parser(
+    parser = command_parser(
         COMMAND, "Run the chapter-6 experiments in Keras 3 and Lightning on one dataset, one seed and the shared "
                  "batch order; write tables, curves, confusion matrices and the comparison with the book's trends "
                  "to docs/results/.", __doc__.split("What it does", 1)[0].strip())
     parser.add_argument("--experiments", type=comma_list, default=list(DEFAULT_EXPERIMENTS), metavar="IDS",
                         help="experiment ids from the config's table (default 1,2,3,4,5)")
-    add_study_arguments(parser)
-    parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
-                        help="cap every experiment's epochs at N (default: the table's epochs)")
+    add_study_arguments(parser)   # --epochs caps every experiment's epochs (default: the table's)
     parser.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
                         help="seed for split, sample, initial weights and batch order (default general.seed)")
     parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), metavar="DIR",

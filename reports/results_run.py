@@ -24,7 +24,7 @@ from configs.cli import RunRequest, resolve_run_request
 from configs.loader import load_config
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
-from experiment.console import say
+from configs.console import say
 from experiment.machine import describe_machine
 from experiment.weights import shared_initial_weights
 from reports.results_companions import read_companions

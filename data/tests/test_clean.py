@@ -11,7 +11,7 @@ import pytest
 
 from data.clean import (VALID_ROUTES, clean_records, is_valid_vehicle, normalise_direction, parse_hour,
                         parse_route)
-from data.load import read_workbook
+from data.load import read_raw_workbooks
 from data.tests.helpers import record, write_workbook
 
 
@@ -128,7 +128,7 @@ def test_min_delay_and_min_gap_come_from_delay_and_gap(tmp_path):
                                                                    record("2019-06-03", 501, "07:30", "E/B", None, 5)]},
                           header=header)
     normal = write_workbook(tmp_path / "may.xlsx", {"May 2019 ": [record("2019-05-03", 501, "07:00", "E/B", 3, 6)]})
-    raw = pd.concat([read_workbook(normal), read_workbook(june)], ignore_index=True)
+    raw = pd.concat([read_raw_workbooks([normal]), read_raw_workbooks([june])], ignore_index=True)
     kept, _ = clean_records(raw)
     assert kept["Min Delay"].tolist()[:2] == [3.0, 11.0] and np.isnan(kept["Min Delay"].iloc[2])
     assert kept["Min Gap"].tolist() == [6.0, 22.0, 5.0]
@@ -144,8 +144,8 @@ def test_republished_single_sheet_float_routes(tmp_path):
     header = ["Date", "Line", "Time", "Day", "Location", "Incident", "Min Delay", "Min Gap", "Bound", "Vehicle"]
     rows = [record("2014-03-01", 501.0, "06:10", "E"), record("2014-03-01", 705.0, "06:10", "W"),
             record("2014-07-01", 510.0, "22:45", "N")]
-    raw = read_workbook(write_workbook(tmp_path / "ttc-streetcar-delay-data-2014.xlsx", {"2014": rows},
-                                       header=header))
+    raw = read_raw_workbooks([write_workbook(tmp_path / "ttc-streetcar-delay-data-2014.xlsx", {"2014": rows},
+                                       header=header)])
     kept, dropped = clean_records(raw)
     assert kept["Route"].tolist() == [501, 510] and kept["Direction"].tolist() == ["e", "n"]
     assert kept["hour"].tolist() == [6, 22] and dropped["bad_route"] == 1

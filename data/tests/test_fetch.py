@@ -16,6 +16,7 @@ import pytest
 
 from data import fetch
 from data.fetch import PortalUnreachable, parse_years, select_workbook_resources
+from data.paths import sha256_of_file
 from data.tests.helpers import record, write_workbook
 
 BASE = "https://ckan.example/dataset/ttc/resource"
@@ -226,7 +227,7 @@ def test_a_download_that_does_not_match_its_checksum_is_not_kept(local_portal, t
 def test_downloads_matching_their_checksums_are_kept_and_a_changed_kept_file_is_an_error(local_portal, tmp_path):
     served = tmp_path / "portal" / "files"
     checksums = write_checksums(tmp_path / "sums" / "SHA256SUMS", {
-        name: fetch.sha256_of(served / name)
+        name: sha256_of_file(served / name)
         for name in ("ttc-streetcar-delay-data-2014.xlsx", "ttc-streetcar-delay-data-2015.xlsx")})
     dest = tmp_path / "raw"
     paths = fetch.fetch_workbooks(dest, years=[2014, 2015], portal=local_portal, checksums_file=checksums,

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from data.load import CANONICAL_COLUMNS, SOURCE_COLUMNS, read_raw_workbooks, read_workbook
+from data.load import CANONICAL_COLUMNS, SOURCE_COLUMNS, read_raw_workbooks
 from data.tests.helpers import HEADER, record, write_workbook
 
 
@@ -14,7 +14,7 @@ def test_monthly_sheets_with_trailing_spaces_are_all_read(tmp_path):
         "Sept 2017 ": [record("2017-09-01")],
         "Aug, 2019 ": [record("2019-08-05")],
     })
-    frame = read_workbook(path)
+    frame = read_raw_workbooks([path])
     assert list(frame.columns) == list(CANONICAL_COLUMNS + SOURCE_COLUMNS)
     assert len(frame) == 4
     assert frame["source_sheet"].tolist() == ["Aug 2017", "Aug 2017", "Sept 2017 ", "Aug, 2019 "]
@@ -27,7 +27,7 @@ def test_apr_2019_form_incident_id_and_delay_gap(tmp_path):
               "Direction", "Vehicle"]
     row = record("2019-04-01", 512, "04:26", "E/B")
     row = row[:5] + [7.0] + [row[5], 10, 20, "E/B", 4460]
-    frame = read_workbook(write_workbook(tmp_path / "ttc-2019.xlsx", {"Apr 2019": [row]}, header=header))
+    frame = read_raw_workbooks([write_workbook(tmp_path / "ttc-2019.xlsx", {"Apr 2019": [row]}, header=header)])
     assert frame.loc[0, "Delay"] == 10 and frame.loc[0, "Gap"] == 20
     assert frame.loc[0, "Min Delay"] is None and "Incident ID" not in frame.columns
     assert frame.loc[0, "Incident"] == "Mechanical"
@@ -36,8 +36,8 @@ def test_apr_2019_form_incident_id_and_delay_gap(tmp_path):
 def test_single_sheet_republished_form_with_renamed_columns(tmp_path):
     header = ["Date", "Line", "Time", "Day", "Location", "Incident", "Min Delay", "Min Gap", "Bound", "Vehicle"]
     rows = [record("2014-01-02", 501.0, "08:15", "E"), record("2014-06-30", 504.0, "17:00", "W")]
-    frame = read_workbook(write_workbook(tmp_path / "ttc-streetcar-delay-data-2014.xlsx",
-                                         {"2014 ": rows}, header=header))
+    frame = read_raw_workbooks([write_workbook(tmp_path / "ttc-streetcar-delay-data-2014.xlsx",
+                                         {"2014 ": rows}, header=header)])
     assert len(frame) == 2
     assert frame["Route"].tolist() == [501.0, 504.0]
     assert frame["Direction"].tolist() == ["E", "W"]
@@ -48,7 +48,7 @@ def test_headers_match_ignoring_case_and_spaces_and_blank_rows_are_skipped(tmp_p
     header = [" report  date ", "ROUTE", "Time ", "Day", "Location", "Incident", "Min Delay", "Min Gap",
               "Direction", "Vehicle", "Notes"]
     rows = [record() + ["x"], [None] * 11, record("2014-01-03") + [None]]
-    frame = read_workbook(write_workbook(tmp_path / "w.xlsx", {"Jan 2014": rows}, header=header))
+    frame = read_raw_workbooks([write_workbook(tmp_path / "w.xlsx", {"Jan 2014": rows}, header=header)])
     assert len(frame) == 2 and frame["source_row"].tolist() == [2, 4]
 
 
@@ -59,7 +59,7 @@ def test_empty_extra_sheet_is_ignored(tmp_path):
     workbook = openpyxl.load_workbook(path)
     workbook.create_sheet("Sheet1")
     workbook.save(path)
-    assert len(read_workbook(path)) == 1
+    assert len(read_raw_workbooks([path])) == 1
 
 
 def test_missing_column_names_file_sheet_column_and_required(tmp_path):
@@ -78,13 +78,13 @@ def test_missing_delay_column_under_both_names(tmp_path):
     header = [name for name in HEADER if name != "Min Delay"]
     row = [value for name, value in zip(HEADER, record()) if name != "Min Delay"]
     with pytest.raises(ValueError, match="missing column 'Min Delay'"):
-        read_workbook(write_workbook(tmp_path / "w.xlsx", {"Jan 2014": [row]}, header=header))
+        read_raw_workbooks([write_workbook(tmp_path / "w.xlsx", {"Jan 2014": [row]}, header=header)])
 
 
 def test_duplicate_meaning_is_an_error(tmp_path):
     header = HEADER + ["Date"]
     with pytest.raises(ValueError, match="two columns mean 'Report Date'"):
-        read_workbook(write_workbook(tmp_path / "w.xlsx", {"Jan 2014": [record() + [None]]}, header=header))
+        read_raw_workbooks([write_workbook(tmp_path / "w.xlsx", {"Jan 2014": [record() + [None]]}, header=header)])
 
 
 def test_corrupt_file_names_the_file(tmp_path):
@@ -97,4 +97,4 @@ def test_truncated_workbook_names_the_file(tmp_path):
     path = write_workbook(tmp_path / "ttc-2016.xlsx", {"Jan 2016": [record("2016-01-01")] * 50})
     path.write_bytes(path.read_bytes()[:1500])
     with pytest.raises(ValueError, match=r"ttc-2016\.xlsx: not a readable Excel workbook"):
-        read_workbook(path)
+        read_raw_workbooks([path])

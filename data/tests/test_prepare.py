@@ -12,7 +12,8 @@ import pytest
 
 from configs import load_config, override
 from data.dataset import COLUMNS, PreparedDataset
-from data.prepare import cache_paths, encode_columns, load_prepared, main
+from data.cache import cache_paths
+from data.prepare import encode_columns, load_prepared, main
 from data.tests.helpers import HEADER, record, small_raw_dir, write_workbook
 from data.vocab import Vocabularies
 

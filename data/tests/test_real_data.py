@@ -13,7 +13,8 @@ from configs import load_config, override
 from data.clean import VALID_ROUTES, clean_records, normalise_direction, parse_route
 from data.load import read_raw_workbooks
 from data.paths import find_raw_files
-from data.prepare import cache_paths, load_prepared
+from data.cache import cache_paths
+from data.prepare import load_prepared
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, encode_trip
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data.batches import batch_slices, epoch_batches, epoch_permutation
+from data.batches import batch_slices, epoch_permutation
 from data.split import split_indices, split_labels, split_sizes, splits_from_labels
 
 
@@ -61,9 +61,6 @@ def test_batch_slices_keep_the_short_last_batch():
     assert batch_slices(2500, 1000) == [slice(0, 1000), slice(1000, 2000), slice(2000, 2500)]
     assert batch_slices(2000, 1000) == [slice(0, 1000), slice(1000, 2000)]
     assert batch_slices(0, 1000) == []
-    batches = list(epoch_batches(25, 10, 42, 0))
-    assert [len(batch) for batch in batches] == [10, 10, 5]
-    assert np.array_equal(np.concatenate(batches), epoch_permutation(25, 42, 0))
 
 
 @pytest.mark.parametrize("call", [lambda: batch_slices(10, 0), lambda: batch_slices(-1, 5),

@@ -1,5 +1,5 @@
 """Run artefacts: fresh run directories, exact history CSV, the book's test
-figures, strict JSON, and the console's error convention."""
+figures and strict JSON files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiment import (
-    create_run_dir, json_safe, read_history_csv, run_main, summarize_test, write_history_csv,
+    create_run_dir, read_history_csv, summarize_test, write_history_csv,
     write_run_artifacts,
 )
 from experiment.weights import check_weights, expected_shapes, parameter_counts
@@ -44,11 +44,6 @@ def test_history_of_unequal_lengths_is_refused(tmp_path):
         write_history_csv(tmp_path / "h.csv", {"loss": [1.0], "val_loss": [1.0, 2.0]})
 
 
-def test_json_safe_writes_non_finite_values_as_strings():
-    assert json_safe({"a": float("nan"), "b": [np.float32(1.5), float("-inf")], "c": np.int64(3)}) == \
-        {"a": "nan", "b": [1.5, "-inf"], "c": 3}
-
-
 def test_write_run_artifacts_writes_four_files(tmp_path):
     history = {"loss": [0.7, 0.6], "val_loss": [0.72, 0.65], "accuracy": [0.5, 0.6], "val_accuracy": [0.5, 0.7]}
     result = dict(framework="lightning", experiment="5", epochs_run=2, best_epoch=1, best_value=0.7,
@@ -78,11 +73,3 @@ def test_canonical_weights_are_checked_by_name_and_shape():
         check_weights(weights, sizes, source="ckpt")
     assert "missing embedding.hour" in str(error.value)
     assert "output.kernel: ckpt has shape (1, 70), the model expects (70, 1)" in str(error.value)
-
-
-def test_run_main_turns_user_errors_into_exit_2(capsys):
-    def failing(argv):
-        raise ValueError("unknown Route value(s) 705; valid: 301, 304")
-
-    assert run_main(failing, []) == 2
-    assert capsys.readouterr().err == "error: unknown Route value(s) 705; valid: 301, 304\n"

@@ -11,7 +11,7 @@ import pytest
 import keras_impl  # noqa: F401
 import keras
 
-from data.batches import epoch_batches
+from data.batches import batch_slices, epoch_permutation
 from data.dataset import COLUMNS
 from keras_impl.data import (
     batches_per_epoch,
@@ -25,6 +25,12 @@ from keras_impl.tests.helpers import make_synthetic_dataset
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
+
+
+def shared_order_batches(n_rows, batch_size, seed, epoch):
+    """The oracle: each batch's rows of one epoch of the shared order (data.batches' recipe)."""
+    order = epoch_permutation(n_rows, seed, epoch)
+    return [order[batch] for batch in batch_slices(n_rows, batch_size)]
 
 def test_named_inputs_are_int32_columns():
     features = np.arange(21, dtype=np.int64).reshape(3, 7)
@@ -59,7 +65,7 @@ def test_shared_stream_is_epoch_permutation_in_consecutive_batches():
     stream = build_shared_order_stream(features, target, weights, batch_size=batch_size, seed=seed,
                                        epochs=3, first_epoch=1)
     got = [(inputs, y.numpy(), w.numpy()) for inputs, y, w in stream]
-    expected = [rows for epoch in (1, 2) for rows in epoch_batches(n_rows, batch_size, seed, epoch)]
+    expected = [rows for epoch in (1, 2) for rows in shared_order_batches(n_rows, batch_size, seed, epoch)]
     assert len(got) == len(expected) == 2 * 5
     assert [len(rows) for rows in expected[:5]] == [5, 5, 5, 5, 3]
     for (inputs, y, w), rows in zip(got, expected):
@@ -97,7 +103,7 @@ def test_fit_consumes_the_shared_order_epoch_by_epoch():
     model = RecordingModel()
     model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
     model.fit(stream, epochs=epochs, steps_per_epoch=batches_per_epoch(n_rows, batch_size), shuffle=False, verbose=0)
-    expected = [rows for epoch in range(epochs) for rows in epoch_batches(n_rows, batch_size, seed, epoch)]
+    expected = [rows for epoch in range(epochs) for rows in shared_order_batches(n_rows, batch_size, seed, epoch)]
     assert len(model.seen) == len(expected) == epochs * 5
     for seen, rows in zip(model.seen, expected):
         np.testing.assert_array_equal(seen.astype(np.int64), rows)

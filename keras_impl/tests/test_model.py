@@ -11,12 +11,13 @@ import pytest
 import keras_impl  # noqa: F401
 import keras
 
+from configs.loader import OUTPUT_ACTIVATIONS
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES
 from experiment.weights import expected_shapes
 from experiment.weights import parameter_counts as canonical_parameter_counts
 from keras_impl.model import (
-    OUTPUT_ACTIVATIONS,
+    ACTIVATION_FUNCTIONS,
     build_model,
     compile_model,
     get_canonical_weights,
@@ -107,12 +108,16 @@ def test_compile_gives_the_book_metrics():
     ("hard_sigmoid_keras2", [0.0, 0.0, 0.5, 0.7, 1.0, 1.0]),                       # Keras 2: clip(0.2x+0.5)
 ])
 def test_hard_sigmoid_variants(name, expected):
-    values = keras.ops.convert_to_numpy(OUTPUT_ACTIVATIONS[name](ACTIVATION_POINTS))
+    values = keras.ops.convert_to_numpy(ACTIVATION_FUNCTIONS[name](ACTIVATION_POINTS))
     np.testing.assert_allclose(values, expected, atol=1e-6)
 
 
+def test_every_configured_activation_has_a_keras_function():
+    assert tuple(ACTIVATION_FUNCTIONS) == OUTPUT_ACTIVATIONS == ("hard_sigmoid", "hard_sigmoid_keras2", "sigmoid")
+
+
 def test_sigmoid_activation_and_unknown_name():
-    values = keras.ops.convert_to_numpy(OUTPUT_ACTIVATIONS["sigmoid"](ACTIVATION_POINTS))
+    values = keras.ops.convert_to_numpy(ACTIVATION_FUNCTIONS["sigmoid"](ACTIVATION_POINTS))
     np.testing.assert_allclose(values, 1 / (1 + np.exp(-ACTIVATION_POINTS)), rtol=1e-6)
     with pytest.raises(ValueError, match="unknown output_activation 'relu'; valid: hard_sigmoid"):
         build_model(BOOK_SIZES, output_activation="relu")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from experiment.console import run_main
+from configs.console import run_main
 from keras_impl.__main__ import main as package_main
 from keras_impl.runtime import native_logs_silenced, start_tensorflow
 

@@ -18,7 +18,7 @@ import keras
 
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, Vocabularies, encode_trip
-from experiment.console import run_main
+from configs.console import run_main
 from experiment.weights import expected_shapes
 from keras_impl.model import build_model, compile_model, set_canonical_weights
 from keras_impl.score import TripScorer, main, measure_scoring_latency, score_trip, trip_inputs

@@ -22,7 +22,7 @@ import keras_impl  # noqa: F401
 import keras
 
 from experiment.artifacts import RESULT_KEYS, read_history_csv, summarize_test
-from experiment.console import run_main
+from configs.console import run_main
 from keras_impl.callbacks import keras_best_epoch
 from keras_impl.data import split_inputs
 from keras_impl.model import get_canonical_weights

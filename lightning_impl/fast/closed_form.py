@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_impl.metrics import KERAS_EPSILON
-from lightning_impl.model import OUTPUT_ACTIVATIONS
+from configs.loader import OUTPUT_ACTIVATIONS
 
 
 def output_activation_backward(logits: torch.Tensor, grad_probabilities: torch.Tensor, name: str) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Unit and Trainer tests of lightning_impl/callbacks.py (Lightning only, no TensorFlow).
+"""Unit and Trainer tests of the Keras-compatible Lightning callbacks (lightning_impl/callbacks.py,
+early_stopping.py, reduce_lr.py and callback_rules.py; Lightning only, no TensorFlow).
 
     python -m pytest lightning_impl/tests/test_callbacks.py -q
 
@@ -25,15 +26,10 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from configs.loader import load_config, override, resolve_experiment
-from lightning_impl.callbacks import (
-    KerasCompatibleCallbacks,
-    KerasCompatibleEarlyStopping,
-    KerasCompatibleModelCheckpoint,
-    KerasCompatibleReduceLROnPlateau,
-    build_lightning_callbacks,
-    keras_is_improvement,
-    render_checkpoint_stem,
-)
+from lightning_impl.callback_rules import keras_is_improvement, render_checkpoint_stem
+from lightning_impl.callbacks import KerasCompatibleCallbacks, KerasCompatibleModelCheckpoint, build_lightning_callbacks
+from lightning_impl.early_stopping import KerasCompatibleEarlyStopping
+from lightning_impl.reduce_lr import KerasCompatibleReduceLROnPlateau
 
 NAN, INF = math.nan, math.inf
 KERAS_DOC_LOSSES = [10, 9, 8, 9, 8.9, 8.8, 8.7, 8.6, 8.5]  # keras EarlyStopping docstring curve

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from experiment.artifacts import RESULT_KEYS
-from experiment.console import run_main
+from configs.console import run_main
 from lightning_impl import score
 from lightning_impl.tests.helpers import PROJECT_ROOT, make_request, make_synthetic_dataset
 from lightning_impl.train import train

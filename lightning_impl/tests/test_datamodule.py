@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from data.batches import epoch_permutation
 from lightning_impl.datamodule import EpochBatchSampler, StreetcarDataModule
@@ -155,7 +156,9 @@ def test_codes_outside_the_vocabulary_are_refused(dataset):
 def test_batch_loader_yields_what_a_torch_dataloader_would(dataset):
     datamodule = StreetcarDataModule(dataset, batch_size=700, seed=9, class_weight={0: 1.0, 1: 3.0})
     datamodule.setup("fit")
-    fast, reference = datamodule.train_dataloader(), datamodule.dataloader("train")
+    fast = datamodule.train_dataloader()
+    # A stock torch DataLoader over the same dataset and sampler (batch_size=None: the sampler yields whole batches).
+    reference = DataLoader(fast.dataset, sampler=datamodule.sampler("train"), batch_size=None, num_workers=0)
     assert len(fast) == len(reference) == 6                            # 3,600 rows: 5 x 700 + 100
     for epoch in (0, 4):
         fast.sampler.set_epoch(epoch)

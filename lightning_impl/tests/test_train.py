@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from experiment.artifacts import RESULT_KEYS, read_history_csv
-from experiment.console import run_main
+from configs.console import run_main
 from lightning_impl.datamodule import StreetcarDataModule
 from lightning_impl.fast.system import FastStreetcarClassifier
 from lightning_impl.system import StreetcarClassifier

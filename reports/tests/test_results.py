@@ -145,7 +145,7 @@ def test_user_errors_are_named(flags, message, tmp_path):
 
 
 def test_unknown_experiment_exits_2_with_one_line(tmp_path, capsys):
-    from experiment.console import run_main
+    from configs.console import run_main
 
     assert run_main(results_cli.main, ["--experiments", "6", "--out-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown experiment id(s) 6; valid: 0, 1, 2, 3, 4, 5, 9"
