@@ -43,7 +43,7 @@ def read_companions(out_dir: Path) -> dict[str, Any]:
 
 
 def seed_trend_lines(companions: Mapping[str, Any]) -> list[str]:
-    from reports.seed_trends import BOOK_TRENDS, trend_sentence
+    from reports.seed_trends import BOOK_TRENDS, trend_item
 
     study = companions.get("seed_study") or {"trends": [], "experiments": []}
     trends = study["trends"]
@@ -51,10 +51,7 @@ def seed_trend_lines(companions: Mapping[str, Any]) -> list[str]:
              "One run per framework cannot tell a trend from run-to-run variation. The seed study "
              "([seeds.md](seeds.md)) trains experiments 3, 4 and 5 with the same seeds in each framework; "
              "each seed's three experiments are one training, so each seed gives one paired difference:", ""]
-    for trend in trends:
-        settings = trend["settings"]
-        rows = "all rows" if settings["sample_rows"] is None else f"{settings['sample_rows']:,} rows"
-        lines.append(f"- ({rows}) {trend_sentence(trend)}")
+    lines += [trend_item(trend) for trend in trends]
     missing = sorted({experiment for earlier, later in BOOK_TRENDS for experiment in (earlier, later)}
                      - set(study["experiments"]))
     if missing:

@@ -135,9 +135,11 @@ def trend_lines(trends: Sequence[Mapping[str, Any]]) -> list[str]:
              "seed, experiments 3, 4 and 5 are one training that keeps different epochs, so each seed gives a "
              "pair; p is a one-sided Wilcoxon signed-rank test on the per-seed differences (see "
              "`reports/seed_trends.py`).", ""]
-    for trend in trends:
-        settings = trend["settings"]
-        rows = "all rows" if settings["sample_rows"] is None else f"{settings['sample_rows']:,} rows"
-        lines.append(f"- ({rows}, epoch cap {settings['epochs_cap']}, patience {settings['patience']}) "
-                     + trend_sentence(trend))
-    return lines + [""]
+    return lines + [trend_item(trend) for trend in trends] + [""]
+
+
+def trend_item(trend: Mapping[str, Any]) -> str:
+    """A list item: the study group's settings, then the trend's sentence."""
+    settings = trend["settings"]
+    rows = "all rows" if settings["sample_rows"] is None else f"{settings['sample_rows']:,} rows"
+    return f"- ({rows}, epoch cap {settings['epochs_cap']}, patience {settings['patience']}) {trend_sentence(trend)}"

@@ -25,7 +25,7 @@ def test_the_page_quotes_each_measured_trend_and_names_the_command_for_the_missi
     assert companions["seed_study"]["experiments"] == ["3", "4"] and "saturation" not in companions
     lines = seed_trend_lines(companions)
     assert lines[0] == "### The trends across seeds"
-    assert f"- (500,000 rows) {trend_sentence(trends[0])}" in lines
+    assert f"- (500,000 rows, epoch cap 50, patience 15) {trend_sentence(trends[0])}" in lines
     assert trend_sentence(trends[0]).endswith("the trend holds.")
     (missing,) = [line for line in lines if line.startswith("- Not measured yet")]
     assert "experiment(s) 5 of the seed study" in missing
