@@ -2,8 +2,8 @@
 
 * command_parser: an argparse parser in the house style (one-line usage
   errors, the epilog's examples kept as written);
-* add_trip_arguments / describe_score: the trip flags and the answer line of
-  both score commands (keras_impl.score, lightning_impl.score);
+* add_trip_arguments / add_score_json_flag / report_score: the trip flags and
+  the answer of both score commands (keras_impl.score, lightning_impl.score);
 * report_result: how both trainers end (the result JSON on stdout with
   --json, else a summary; a degenerate-model warning last, on stderr).
 """
@@ -23,14 +23,14 @@ def command_parser(prog: str, description: str, epilog: str) -> argparse.Argumen
 
 
 def add_trip_arguments(parser: argparse.ArgumentParser) -> None:
-    """--route --direction --date --hour (the trip to score) and --json."""
+    """--route --direction --date --hour: the trip to score."""
     parser.add_argument("--route", required=True, type=int, metavar="N", help="streetcar route, e.g. 501")
     parser.add_argument("--direction", required=True, metavar="D", help="e, w, n, s or b (both ways)")
     parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="trip date, within the trained years")
     parser.add_argument("--hour", required=True, type=int, metavar="H", help="hour of day, 0-23")
 
 
-def add_json_flag(parser: argparse.ArgumentParser) -> None:
+def add_score_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help='print {"probability", "delay", "inputs"} as one JSON object')
 

@@ -43,6 +43,7 @@ def fit_and_decide(model, request: RunRequest, dataset: PreparedDataset, run_dir
     from experiment.reliability import (NoFiniteModel, RunInterrupted, TrainingDiverged, completed_reason,
                                         early_stop_reason, reach_fault_point, resume_hint)
     from keras_impl.callbacks import add_run_safety_callbacks, build_keras_callbacks
+    from keras_impl.train import build_fit
 
     config, settings = request.config, request.settings
     # [docs:keras-fit]
@@ -110,17 +111,6 @@ def run_state_backup(callbacks):
     if len(backups) != 1:  # pragma: no cover - guards add_run_safety_callbacks' contract
         raise RuntimeError(f"expected one RunStateBackup among the callbacks, found {len(backups)}")
     return backups[0]
-
-
-def build_fit(request: RunRequest, dataset: PreparedDataset, class_weight: Mapping[int, float], *, epochs: int,
-              first_epoch: int = 0) -> dict[str, Any]:
-    """model.fit's arguments: the shared batch order, class weights as per-row sample weights (keras_impl.data)."""
-    from keras_impl.data import build_fit_arguments
-
-    config = request.config
-    return build_fit_arguments(dataset, batch_size=config.hyperparameters.batch_size, seed=config.general.seed,
-                               epochs=epochs, class_weight=class_weight, batch_order=config.general.batch_order,
-                               first_epoch=first_epoch)
 
 
 def locate_best_checkpoint(request: RunRequest, history: Mapping[str, Sequence[float]],

@@ -100,7 +100,7 @@ confusion_matrix.png, result.json and tensorboard/.  Score one trip with
 
 
 # --------------------------------------------------------------------------
-# Builders (benchmarks/ builds its Keras runs with the same ones; the fit is keras_impl.fit.build_fit)
+# Builders (benchmarks/ builds its Keras runs with the same ones)
 # --------------------------------------------------------------------------
 
 
@@ -122,6 +122,17 @@ def build_compiled_model(request: RunRequest, dataset: PreparedDataset):
     model = build_model(dataset.vocab_sizes, embedding_dim=hyper.embedding_dim,
                         dropout_rate=hyper.dropout_rate, output_activation=hyper.output_activation)
     return compile_model(model, hyper.learning_rate)
+
+
+def build_fit(request: RunRequest, dataset: PreparedDataset, class_weight: Mapping[int, float], *, epochs: int,
+              first_epoch: int = 0) -> dict[str, Any]:
+    """model.fit's arguments: the shared batch order, class weights as per-row sample weights (keras_impl.data)."""
+    from keras_impl.data import build_fit_arguments
+
+    config = request.config
+    return build_fit_arguments(dataset, batch_size=config.hyperparameters.batch_size, seed=config.general.seed,
+                               epochs=epochs, class_weight=class_weight, batch_order=config.general.batch_order,
+                               first_epoch=first_epoch)
 
 
 def predict_probabilities(model, inputs: Mapping[str, np.ndarray],
