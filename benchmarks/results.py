@@ -37,6 +37,17 @@ def median_or_none(samples: Sequence[float] | None) -> float | None:
     return summarize_samples(samples)["median"] if samples else None
 
 
+def variant_summary(variant: Mapping[str, Any] | None, keras_epoch_seconds: float | None,
+                    *kept: str) -> dict[str, Any] | None:
+    """A Lightning fit timed again with one setting changed: the `kept` keys, median epoch (wall, CPU), ratio."""
+    if not variant:
+        return None
+    epoch = median_or_none(variant["epoch_seconds"])
+    return {**{key: variant[key] for key in kept}, "epoch_seconds": epoch,
+            "epoch_cpu_seconds": median_or_none(variant["epoch_cpu_seconds"]),
+            "ratio": ratio(epoch, keras_epoch_seconds)}
+
+
 def full_dataset_days() -> int:
     return (FULL_DATASET_LAST_DAY - FULL_DATASET_FIRST_DAY).days + 1
 
@@ -168,27 +179,13 @@ def build_result(phases: Mapping[str, Mapping[str, Any] | None], *, mode: str, c
         "scaling": {"keras": scaling_summary(keras, days_here, validation_seconds["keras"]),
                     "lightning": scaling_summary(lightning, days_here, validation_seconds["lightning"])},
         "profile": (lightning or {}).get("profile"),
-        "lightning_thread_variant": None if not thread_variant else {
-            "torch_threads": thread_variant["torch_threads"],
-            "epoch_seconds": median_or_none(thread_variant["epoch_seconds"]),
-            "epoch_cpu_seconds": median_or_none(thread_variant["epoch_cpu_seconds"]),
-            "ratio": ratio(median_or_none(thread_variant["epoch_seconds"]), epoch_seconds["keras"])},
+        "lightning_thread_variant": variant_summary(thread_variant, epoch_seconds["keras"], "torch_threads"),
         "lightning_steps_per_execution": (lightning or {}).get("steps_per_execution"),
-        "lightning_one_step_per_batch": None if not one_step else {
-            "epoch_seconds": median_or_none(one_step["epoch_seconds"]),
-            "epoch_cpu_seconds": median_or_none(one_step["epoch_cpu_seconds"]),
-            "ratio": ratio(median_or_none(one_step["epoch_seconds"]), epoch_seconds["keras"])},
+        "lightning_one_step_per_batch": variant_summary(one_step, epoch_seconds["keras"]),
         "lightning_engine": (lightning or {}).get("engine"),
-        "lightning_other_engine": None if not other_engine else {
-            "engine": other_engine["engine"],
-            "epoch_seconds": median_or_none(other_engine["epoch_seconds"]),
-            "epoch_cpu_seconds": median_or_none(other_engine["epoch_cpu_seconds"]),
-            "ratio": ratio(median_or_none(other_engine["epoch_seconds"]), epoch_seconds["keras"])},
+        "lightning_other_engine": variant_summary(other_engine, epoch_seconds["keras"], "engine"),
         "lightning_gradients": (lightning or {}).get("gradients"),
-        "lightning_autograd_gradients": None if not autograd else {
-            "epoch_seconds": median_or_none(autograd["epoch_seconds"]),
-            "epoch_cpu_seconds": median_or_none(autograd["epoch_cpu_seconds"]),
-            "ratio": ratio(median_or_none(autograd["epoch_seconds"]), epoch_seconds["keras"])},
+        "lightning_autograd_gradients": variant_summary(autograd, epoch_seconds["keras"]),
         "settings": dict(settings),
         "details": {name: phase for name, phase in phases.items()},
     }

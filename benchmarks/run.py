@@ -66,13 +66,10 @@ QUICK_SETTINGS: dict[str, Any] = {
     "prepare_cold_warmup": 1, "prepare_cold_repeats": 1,
     "prepare_cached_warmup": 1, "prepare_cached_repeats": 3,
 }
+# Full: three timed epochs, more repetitions, and the thread-count check (~6-10 min here).
 FULL_SETTINGS: dict[str, Any] = {
-    "warmup_epochs": 1, "timed_epochs": 3,
-    "validation_warmup": 1, "validation_repeats": 5,
-    "score_warmup_calls": 50, "score_calls": 500, "predict_calls": 20,
-    "scaling_warmup_epochs": 1, "scaling_timed_epochs": 2,
-    "prepare_cold_warmup": 1, "prepare_cold_repeats": 3,
-    "prepare_cached_warmup": 1, "prepare_cached_repeats": 5,
+    **QUICK_SETTINGS, "timed_epochs": 3, "validation_repeats": 5, "score_warmup_calls": 50, "score_calls": 500,
+    "predict_calls": 20, "scaling_timed_epochs": 2, "prepare_cold_repeats": 3, "prepare_cached_repeats": 5,
     "thread_variant_check": True,
 }
 SCALING_FRACTIONS = (0.25, 0.5)

@@ -9,7 +9,7 @@ activation from the output layer, by the project's name for it
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from data.dataset import COLUMNS
 
@@ -62,6 +62,23 @@ def lightning_architecture(net: Any) -> dict[str, Any]:
     """The same four settings of a StreetcarNet (kept as attributes by lightning_impl.model)."""
     return {"vocab_sizes": dict(net.vocab_sizes), "embedding_dim": int(net.embedding_dim),
             "dropout_rate": float(net.dropout_rate), "output_activation": str(net.output_activation)}
+
+
+def build_with(constructor: Callable[..., Any], architecture: Mapping[str, Any]) -> Any:
+    """A fresh model of `architecture`: keras_impl.model.build_model and StreetcarNet take the same four settings."""
+    return constructor({column: int(size) for column, size in architecture["vocab_sizes"].items()},
+                       embedding_dim=int(architecture["embedding_dim"]),
+                       dropout_rate=float(architecture["dropout_rate"]),
+                       output_activation=str(architecture["output_activation"]))
+
+
+def copy_target(architecture: Mapping[str, Any], target: Any | None, constructor: Callable[..., Any],
+                target_architecture: Callable[[Any], Mapping[str, Any]]) -> Any:
+    """The model to copy weights into: `target` if given (its output activation checked), else a new one."""
+    if target is None:
+        return build_with(constructor, architecture)
+    check_same_activation(architecture, target_architecture(target))
+    return target
 
 
 def check_same_activation(source: Mapping[str, Any], target: Mapping[str, Any]) -> None:

@@ -45,7 +45,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from bridge.architecture import keras_architecture
+from bridge.architecture import build_with, keras_architecture, lightning_architecture
 from bridge.model_files import (VOCABULARY_FILE, check_vocabulary_fits, keras_file_kind, load_classifier,
                                 load_keras3_model, vocabularies_for)
 from data.atomic import atomic_path
@@ -182,8 +182,7 @@ def lightning_to_keras(ckpt_path: str | Path, out_path: str | Path) -> dict[str,
     from keras_impl.legacy import predict_columns
     from keras_impl.model import build_model, set_canonical_weights
 
-    model = build_model(net.vocab_sizes, embedding_dim=net.embedding_dim, dropout_rate=net.dropout_rate,
-                        output_activation=net.output_activation)
+    model = build_with(build_model, lightning_architecture(net))
     set_canonical_weights(model, get_canonical_weights(net), source=str(ckpt_path))
     vocabularies = classifier_vocabularies(classifier, ckpt_path)
     vocabulary_path = out_path.with_name(VOCABULARY_FILE)

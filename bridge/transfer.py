@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.architecture import check_same_activation, keras_architecture, lightning_architecture
+from bridge.architecture import copy_target, keras_architecture, lightning_architecture
 from experiment.weights import check_weights
 
 
@@ -36,14 +36,8 @@ def keras_to_lightning(keras_model: Any, net: Any | None = None) -> Any:
     from keras_impl.model import get_canonical_weights as keras_weights
     from lightning_impl.model import StreetcarNet, set_canonical_weights
 
-    architecture = keras_architecture(keras_model)
+    net = copy_target(keras_architecture(keras_model), net, StreetcarNet, lightning_architecture)
     weights = keras_weights(keras_model)
-    if net is None:
-        net = StreetcarNet(architecture["vocab_sizes"], embedding_dim=architecture["embedding_dim"],
-                           dropout_rate=architecture["dropout_rate"],
-                           output_activation=architecture["output_activation"])
-    else:
-        check_same_activation(architecture, lightning_architecture(net))
     check_weights(weights, net.vocab_sizes, net.embedding_dim, source="keras model")
     set_canonical_weights(net, weights, source="keras model")
     net.eval()
@@ -55,14 +49,8 @@ def lightning_to_keras(net: Any, keras_model: Any | None = None) -> Any:
     from keras_impl.model import build_model, model_embedding_dim, model_vocab_sizes, set_canonical_weights
     from lightning_impl.model import get_canonical_weights as lightning_weights
 
-    architecture = lightning_architecture(net)
+    keras_model = copy_target(lightning_architecture(net), keras_model, build_model, keras_architecture)
     weights = lightning_weights(net)
-    if keras_model is None:
-        keras_model = build_model(architecture["vocab_sizes"], embedding_dim=architecture["embedding_dim"],
-                                  dropout_rate=architecture["dropout_rate"],
-                                  output_activation=architecture["output_activation"])
-    else:
-        check_same_activation(architecture, keras_architecture(keras_model))
     check_weights(weights, model_vocab_sizes(keras_model), model_embedding_dim(keras_model), source="lightning model")
     set_canonical_weights(keras_model, weights, source="lightning model")
     return keras_model

@@ -2,8 +2,9 @@
 
 * command_parser: an argparse parser in the house style (one-line usage
   errors, the epilog's examples kept as written);
-* add_trip_arguments / add_score_json_flag / report_score: the trip flags and
-  the answer of both score commands (keras_impl.score, lightning_impl.score);
+* score_parser / report_score: the flags (the trip, --vocabulary, --json)
+  and the answer of both score commands (keras_impl.score, lightning_impl.score);
+* training_examples: the examples of both trainers' --help;
 * report_result: how both trainers end (the result JSON on stdout with
   --json, else a summary; a degenerate-model warning last, on stderr).
 """
@@ -22,17 +23,45 @@ def command_parser(prog: str, description: str, epilog: str) -> argparse.Argumen
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def score_parser(prog: str, description: str, epilog: str, *, model_flag: str, model_help: str,
+                 vocabulary_help: str) -> argparse.ArgumentParser:
+    """A score command's parser: the model file (`model_flag`), the trip, --vocabulary and --json."""
+    parser = command_parser(prog, description, epilog)
+    parser.add_argument(model_flag, required=True, metavar="PATH", help=model_help)
+    add_trip_arguments(parser)
+    parser.add_argument("--vocabulary", default=None, metavar="PATH", help=vocabulary_help)
+    parser.add_argument("--json", action="store_true",
+                        help='print {"probability", "delay", "inputs"} as one JSON object')
+    return parser
+
+
+# The shared flags' examples of both trainers: (flags, what the run does).
+TRAINING_EXAMPLES = (
+    ("--experiment 0", "1-epoch smoke run on the full data"),
+    ("--experiment 5 --json", "early stop on val_accuracy; JSON result on stdout"),
+    ("--experiment 3 --sample-rows 100000 --epochs 3", "quick class-weighted run on a seeded subset"),
+)
+
+
+def training_examples(command: str, *extra: tuple[str, str]) -> str:
+    """The "examples:" block of a trainer's --help: TRAINING_EXAMPLES, then `extra` (flags, what; what may be "")."""
+    prefix = f"  python -m {command} "
+    column = len(prefix) + 31  # the descriptions line up in one column
+    lines = ["examples:"]
+    for flags, what in (*TRAINING_EXAMPLES, *extra):
+        line = prefix + flags
+        if what:
+            line = line.ljust(column) + what if len(line) < column else f"{line}\n{' ' * column}{what}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def add_trip_arguments(parser: argparse.ArgumentParser) -> None:
     """--route --direction --date --hour: the trip to score."""
     parser.add_argument("--route", required=True, type=int, metavar="N", help="streetcar route, e.g. 501")
     parser.add_argument("--direction", required=True, metavar="D", help="e, w, n, s or b (both ways)")
     parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="trip date, within the trained years")
     parser.add_argument("--hour", required=True, type=int, metavar="H", help="hour of day, 0-23")
-
-
-def add_score_json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true",
-                        help='print {"probability", "delay", "inputs"} as one JSON object')
 
 
 def report_score(result: Mapping[str, Any], args: argparse.Namespace) -> None:

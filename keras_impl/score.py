@@ -45,7 +45,7 @@ import numpy as np
 from configs.cli import first_line
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, Vocabularies, encode_trip
-from experiment.commands import add_score_json_flag, add_trip_arguments, command_parser, report_score
+from experiment.commands import report_score, score_parser
 from experiment.console import run_main
 from experiment.model_checks import check_probability, check_same_vocabulary
 
@@ -247,19 +247,13 @@ def measure_scoring_latency(model, encoded: Mapping[str, int], repeats: int = 20
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = command_parser(
-        prog="python -m keras_impl.score",
-        description="Probability that a streetcar trip (route, direction, date, hour) is delayed, "
-                    "from a model trained by keras_impl.train (or a book-era Keras 2 .h5).",
-        epilog=EPILOG)
-    parser.add_argument("--model", required=True, metavar="PATH",
-                        help="a .keras file from a run directory, or a Keras 2 .h5 from the book")
-    add_trip_arguments(parser)
-    parser.add_argument("--vocabulary", default=None, metavar="PATH",
-                        help=f"vocabulary JSON (default: {VOCABULARY_FILE} beside the model; "
-                             f"the book's vocabulary for a .h5)")
-    add_score_json_flag(parser)
-    return parser
+    return score_parser(
+        "python -m keras_impl.score",
+        "Probability that a streetcar trip (route, direction, date, hour) is delayed, from a model trained by "
+        "keras_impl.train (or a book-era Keras 2 .h5).", EPILOG,
+        model_flag="--model", model_help="a .keras file from a run directory, or a Keras 2 .h5 from the book",
+        vocabulary_help=f"vocabulary JSON (default: {VOCABULARY_FILE} beside the model; the book's vocabulary "
+                        f"for a .h5)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,7 +68,7 @@ import numpy as np
 from configs.cli import RunRequest, add_common_arguments, resolve_run_request
 from data.dataset import PreparedDataset
 from experiment.artifacts import summarize_test
-from experiment.commands import command_parser, report_result
+from experiment.commands import command_parser, report_result, training_examples
 from experiment.console import run_main, say
 from experiment.run import build_result, finish_run, open_run, resolve_class_weight, run_dataset
 
@@ -76,16 +76,9 @@ FRAMEWORK = "keras"
 COMMAND = "keras_impl.train"
 PREDICTION_BATCH_ROWS = 131072
 
-EPILOG = """\
-examples:
-  python -m keras_impl.train --experiment 0                 1-epoch smoke run on the full data
-  python -m keras_impl.train --experiment 5 --json          early stop on val_accuracy; JSON result on stdout
-  python -m keras_impl.train --experiment 3 --sample-rows 100000 --epochs 3
-                                                            quick class-weighted run on a seeded subset
-  python -m keras_impl.train --experiment 9 --seed 7 --out-dir /tmp/runs
-  python -m keras_impl.train --resume runs/keras-exp5-20250101-120000
-                                                            continue an interrupted run from its backup/
-
+EPILOG = training_examples(COMMAND, ("--experiment 9 --seed 7 --out-dir /tmp/runs", ""),
+                           ("--resume runs/keras-exp5-20250101-120000",
+                            "continue an interrupted run from its backup/")) + """
 Each run writes runs/keras-exp<ID>-<timestamp>/: the model (best-epoch*.keras
 checkpoints with early stopping, else model.keras + model_architecture.json +
 model.weights.h5), vocabulary.json, history.csv, training_log.csv, curves.png,

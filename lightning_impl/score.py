@@ -39,7 +39,7 @@ import numpy as np
 from configs.cli import first_line
 from data.dataset import COLUMNS
 from data.vocab import Vocabularies, encode_trip
-from experiment.commands import add_score_json_flag, add_trip_arguments, command_parser, report_score
+from experiment.commands import report_score, score_parser
 from experiment.console import run_main
 from experiment.model_checks import check_probability, check_same_vocabulary
 
@@ -205,19 +205,13 @@ def measure_scoring_latency(net, vocabularies: Vocabularies, trip: Mapping[str, 
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = command_parser(
-        prog="python -m lightning_impl.score",
-        description="Probability that a streetcar trip (route, direction, date, hour) is delayed, "
-                    "from a checkpoint written by lightning_impl.train.",
-        epilog=EPILOG)
-    parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="a .ckpt from a run's checkpoints/ folder (last.ckpt or best-epoch*.ckpt)")
-    add_trip_arguments(parser)
-    parser.add_argument("--vocabulary", default=None, metavar="PATH",
-                        help="vocabulary JSON, for a checkpoint saved without one (a checkpoint's own "
-                             "vocabulary is always used; a different --vocabulary is refused)")
-    add_score_json_flag(parser)
-    return parser
+    return score_parser(
+        "python -m lightning_impl.score",
+        "Probability that a streetcar trip (route, direction, date, hour) is delayed, from a checkpoint written "
+        "by lightning_impl.train.", EPILOG, model_flag="--checkpoint",
+        model_help="a .ckpt from a run's checkpoints/ folder (last.ckpt or best-epoch*.ckpt)",
+        vocabulary_help="vocabulary JSON, for a checkpoint saved without one (a checkpoint's own vocabulary is "
+                        "always used; a different --vocabulary is refused)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,7 +74,7 @@ from configs.cli import RunRequest, add_common_arguments, positive_int, resolve_
 from configs.loader import ENGINES, override
 from data.dataset import PreparedDataset
 from experiment.artifacts import summarize_test
-from experiment.commands import command_parser, report_result
+from experiment.commands import command_parser, report_result, training_examples
 from experiment.console import run_main, say
 from experiment.run import RunPlace, build_result, finish_run, open_run, resolve_class_weight, run_dataset
 from lightning_impl.builders import (DEFAULT_STEPS_PER_EXECUTION, GRADIENT_CHOICES, build_datamodule, build_module,
@@ -91,15 +91,8 @@ PREDICTION_BATCH_ROWS = 131072
 # ~7x slower than 1 (OpenMP waits for a descheduled worker); 1 thread is never slower.
 DEFAULT_CPU_THREADS = 1
 
-EPILOG = """\
-examples:
-  python -m lightning_impl.train --experiment 0                 1-epoch smoke run on the full data
-  python -m lightning_impl.train --experiment 5 --json          early stop on val_accuracy; JSON result on stdout
-  python -m lightning_impl.train --experiment 3 --sample-rows 100000 --epochs 3
-                                                                quick class-weighted run on a seeded subset
-  python -m lightning_impl.train --resume runs/lightning-exp5-20250101-120000
-                                                                continue an interrupted run from its last.ckpt
-
+EPILOG = training_examples(COMMAND, ("--resume runs/lightning-exp5-20250101-120000",
+                                     "continue an interrupted run from its last.ckpt")) + """
 Each run writes runs/lightning-exp<ID>-<timestamp>/: checkpoints/ (last.ckpt,
 and best-epoch<NN>-<monitor><value>.ckpt with early stopping), vocabulary.json,
 run_request.json, history.csv, curves.png, confusion_matrix.png, result.json,
