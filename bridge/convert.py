@@ -51,6 +51,7 @@ from bridge.model_files import (VOCABULARY_FILE, check_vocabulary_fits, keras_fi
 from data.atomic import atomic_path
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, Vocabularies
+from experiment.artifacts import json_safe
 
 # Predictions of the written file vs the source model on VERIFY_ROWS rows.
 # float32 arithmetic in different orders (TF vs torch) differs by ~1e-7;
@@ -153,8 +154,8 @@ def build_checkpoint(weights: Mapping[str, np.ndarray], vocabularies: Vocabulari
         "global_step": 0,
         "pytorch-lightning_version": lightning.__version__,
         "state_dict": {name: tensor.detach().cpu().clone() for name, tensor in classifier.state_dict().items()},
-        "hyper_parameters": _plain_data(dict(classifier.hparams)),
-        "converted_from": _plain_data(dict(source or {})),
+        "hyper_parameters": json_safe(dict(classifier.hparams)),
+        "converted_from": json_safe(dict(source or {})),
     }
     # Let the classifier add what its own checkpoints carry (as Trainer does).
     if hasattr(classifier, "on_save_checkpoint"):
@@ -260,16 +261,3 @@ def _verify(actual: np.ndarray, expected: np.ndarray, what: str) -> float:
         raise ValueError(f"{what}: the converted model predicts differently (max abs diff {max_diff:.3e} > "
                          f"{VERIFY_ATOL:.0e}); nothing was written")
     return max_diff
-
-
-def _plain_data(value: Any) -> Any:
-    """Tuples -> lists, NumPy scalars -> Python: torch.load(weights_only=True) accepts only plain data."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain_data(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_data(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value

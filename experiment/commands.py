@@ -4,7 +4,8 @@
   errors, the epilog's examples kept as written);
 * score_parser / report_score: the flags (the trip, --vocabulary, --json)
   and the answer of both score commands (keras_impl.score, lightning_impl.score);
-* training_examples: the examples of both trainers' --help;
+* trainer_parser / training_examples: the start of both trainers' parsers
+  and the examples of their --help;
 * report_result: how both trainers end (the result JSON on stdout with
   --json, else a summary; a degenerate-model warning last, on stderr).
 """
@@ -32,6 +33,17 @@ def score_parser(prog: str, description: str, epilog: str, *, model_flag: str, m
     parser.add_argument("--vocabulary", default=None, metavar="PATH", help=vocabulary_help)
     parser.add_argument("--json", action="store_true",
                         help='print {"probability", "delay", "inputs"} as one JSON object')
+    return parser
+
+
+def trainer_parser(command: str, framework: str, epilog: str) -> argparse.ArgumentParser:
+    """A trainer's parser with the flags both trainers share (configs.cli.add_common_arguments)."""
+    from configs.cli import add_common_arguments
+
+    parser = command_parser(f"python -m {command}",
+                            f"Train the streetcar-delay model with {framework} (one experiment of the book's "
+                            f"chapter 6), test the kept model and write a run directory.", epilog)
+    add_common_arguments(parser)
     return parser
 
 

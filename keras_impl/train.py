@@ -65,10 +65,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import RunRequest, add_common_arguments, resolve_run_request
+from configs.cli import RunRequest, resolve_run_request
 from data.dataset import PreparedDataset
 from experiment.artifacts import summarize_test
-from experiment.commands import command_parser, report_result, training_examples
+from experiment.commands import report_result, trainer_parser, training_examples
 from experiment.console import run_main, say
 from experiment.run import build_result, finish_run, open_run, resolve_class_weight, run_dataset
 
@@ -243,11 +243,7 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = command_parser(
-        "python -m keras_impl.train",
-        "Train the streetcar-delay model with Keras 3 (one experiment of the book's chapter 6), "
-        "test the kept model and write a run directory.", EPILOG)
-    add_common_arguments(parser)
+    parser = trainer_parser(COMMAND, "Keras 3", EPILOG)
     # The same flag as python -m lightning_impl.train --resume (docs/reliability.md).
     parser.add_argument("--resume", default=None, metavar="RUN_DIR",
                         help="continue an interrupted run in RUN_DIR from its backup/, with the settings saved "

@@ -70,11 +70,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import RunRequest, add_common_arguments, positive_int, resolve_run_request
+from configs.cli import RunRequest, positive_int, resolve_run_request
 from configs.loader import ENGINES, override
 from data.dataset import PreparedDataset
 from experiment.artifacts import summarize_test
-from experiment.commands import command_parser, report_result, training_examples
+from experiment.commands import report_result, trainer_parser, training_examples
 from experiment.console import run_main, say
 from experiment.run import RunPlace, build_result, finish_run, open_run, resolve_class_weight, run_dataset
 from lightning_impl.builders import (DEFAULT_STEPS_PER_EXECUTION, GRADIENT_CHOICES, build_datamodule, build_module,
@@ -330,11 +330,7 @@ def devices_argument(text: str) -> str | int:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = command_parser(
-        "python -m lightning_impl.train",
-        "Train the streetcar-delay model with PyTorch Lightning (one experiment of the book's chapter 6), "
-        "test the kept model and write a run directory.", EPILOG)
-    add_common_arguments(parser)
+    parser = trainer_parser(COMMAND, "PyTorch Lightning", EPILOG)
     group = parser.add_argument_group("Lightning options")
     group.add_argument("--accelerator", default="auto", metavar="NAME",
                        help="cpu, gpu, cuda, mps or auto (default: auto = a GPU when there is one)")
