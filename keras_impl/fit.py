@@ -81,17 +81,8 @@ def fit_and_decide(model, request: RunRequest, dataset: PreparedDataset, run_dir
             raise NoFiniteModel(diverged)
     epochs_run = len(next(iter(history.values()), []))
 
-    if settings.early_stop:
-        # Only finite epochs can hold the best checkpoint (the diverged one was never judged).
-        best_epoch, best_value, kept_model_path = locate_best_checkpoint(request, kept_history, run_dir)
-        monitor = settings.monitor
-        progress(f"best epoch {best_epoch + 1} (0-based {best_epoch}): {monitor} = {best_value:.6f}; "
-                 f"testing {kept_model_path.name}")
-    else:
-        best_epoch, best_value, monitor = None, None, None
-        if diverged is not None:
-            restore_last_finite_weights(model, run_dir, diverged)
-        kept_model_path = save_final_model(model, run_dir)
+    kept_model_path, best_epoch, best_value, monitor = select_kept_model(model, request, kept_history, run_dir,
+                                                                         diverged, progress)
     if diverged is not None:
         stop_reason = str(diverged)
     else:
@@ -101,6 +92,26 @@ def fit_and_decide(model, request: RunRequest, dataset: PreparedDataset, run_dir
                        else completed_reason(epochs_run, settings.epochs))
     return {"kept_model": kept_model_path, "history": history, "epochs_run": epochs_run, "best_epoch": best_epoch,
             "best_value": best_value, "monitor": monitor, "stop_reason": stop_reason}
+
+
+def select_kept_model(model, request: RunRequest, kept_history: Mapping[str, Sequence[float]], run_dir: Path,
+                      diverged, progress: Callable[[str], None]) -> tuple[Path, int | None, float | None, str | None]:
+    """(the model file the run tests, best epoch, best value, monitor) after a fit.
+
+    With early stopping: ModelCheckpoint's best file, as Keras decides it.
+    Without: the final model (the last finite epoch's after divergence),
+    saved as the book saves it.
+    """
+    settings = request.settings
+    if not settings.early_stop:
+        if diverged is not None:
+            restore_last_finite_weights(model, run_dir, diverged)
+        return save_final_model(model, run_dir), None, None, None
+    # Only finite epochs can hold the best checkpoint (the diverged one was never judged).
+    best_epoch, best_value, kept_model_path = locate_best_checkpoint(request, kept_history, run_dir)
+    progress(f"best epoch {best_epoch + 1} (0-based {best_epoch}): {settings.monitor} = {best_value:.6f}; "
+             f"testing {kept_model_path.name}")
+    return kept_model_path, best_epoch, best_value, settings.monitor
 
 
 def run_state_backup(callbacks):

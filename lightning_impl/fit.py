@@ -1,7 +1,8 @@
-"""Fit a Lightning run, or continue it, and decide which model it keeps (lightning_impl.train's middle).
+"""Fit a Lightning run (or continue it), decide which model it keeps, test that model: lightning_impl.train's middle.
 
-    outcome, kept, fit_seconds = fit_and_decide(trainer, module, datamodule, callbacks, settings, run_dir,
-                                                resume=None, progress=say)
+    outcome, kept, fit_seconds = fit_or_reload(trainer, module, datamodule, callbacks, settings, place,
+                                               resume=None, progress=say)
+    test = test_kept_model(trainer, kept, datamodule, dataset, run_dir)
 
 The outcome holds experiment.run_state.OUTCOME_KEYS, what training_stopped.json
 records; `kept` is the module the run tests: the best checkpoint's with early
@@ -19,12 +20,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from data.dataset import PreparedDataset
+from experiment.artifacts import summarize_test
 from experiment.console import say
 from experiment.run import VOCABULARY_FILE, extend_history
 
 COMMAND = "lightning_impl.train"   # the command a resume hint names
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT_FILE = "last.ckpt"
+PREDICTION_BATCH_ROWS = 131072
 
 
 def check_resumable(run_dir: Path, dataset, settings) -> tuple[int, int]:
@@ -165,3 +169,58 @@ def select_kept_model(module, callbacks, settings, history: dict[str, list[float
              f"testing {best_path.name}")
     return kept, {"kept_model": best_path, "best_epoch": best_epoch, "best_value": best_value,
                   "monitor": settings.monitor}
+
+
+def fit_or_reload(trainer, module, datamodule, callbacks, settings, place, *, resume: str | Path | None,
+                  progress: Callable[[str], None]) -> tuple[dict[str, Any], Any, float]:
+    """fit_and_decide, its outcome recorded before testing; or, when training_stopped.json already holds one
+    (experiment.run.RunPlace.stopped), the kept model that outcome names, untrained."""
+    from experiment.reliability import reach_fault_point
+    from experiment.run_state import record_stopped, stopped_summary
+
+    if place.stopped is not None:
+        progress(stopped_summary(place.stopped))
+        kept = type(module).load_from_checkpoint(str(place.stopped["kept_model"]), map_location="cpu",
+                                                 weights_only=True)
+        return place.stopped, kept, 0.0
+    outcome, kept, fit_seconds = fit_and_decide(trainer, module, datamodule, callbacks, settings, place.run_dir,
+                                                resume=resume, progress=progress)
+    # Training is over: record the outcome before testing, so that a resume tests the same model.
+    if trainer.global_rank == 0:  # process 0 alone writes the run directory
+        record_stopped(place.run_dir, outcome)
+    reach_fault_point("stopped", place.run_dir)
+    return outcome, kept, fit_seconds
+
+
+def predict_probabilities(net, features: np.ndarray, device, batch_rows: int = PREDICTION_BATCH_ROWS) -> np.ndarray:
+    """p(delay) of every row, (n,) float32: the network called directly in inference mode."""
+    import torch
+
+    net.eval()
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(features), batch_rows):
+            batch = torch.as_tensor(np.ascontiguousarray(features[start:start + batch_rows]), device=device)
+            chunks.append(net(batch).reshape(-1).float().cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def test_kept_model(trainer, kept, datamodule, dataset: PreparedDataset, run_dir: Path) -> dict[str, Any] | None:
+    """The test split's figures of the kept model (experiment.artifacts.summarize_test); None off process 0."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from experiment.reliability import interrupted_while_testing
+    
+    try:
+        # [docs:lightning-load-and-test]
+        trainer.test(kept, datamodule=datamodule, verbose=False)
+        if trainer.global_rank != 0:
+            return None
+        test_features, test_target = dataset.split_arrays("test")
+        probabilities = predict_probabilities(kept.net, test_features, trainer.strategy.root_device)
+        return summarize_test(test_target, probabilities)
+        # [/docs:lightning-load-and-test]
+    except (KeyboardInterrupt, SIGTERMException, SystemExit) as error:
+        # The same shutdown paths as in fit (lightning_impl.fit); the outcome is recorded, so the
+        # resume only tests again.
+        raise interrupted_while_testing(interrupting_signal(trainer, error), COMMAND, run_dir) from None

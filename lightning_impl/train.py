@@ -73,7 +73,6 @@ import numpy as np
 from configs.cli import RunRequest, positive_int, resolve_run_request
 from configs.loader import ENGINES, override
 from data.dataset import PreparedDataset
-from experiment.artifacts import summarize_test
 from experiment.commands import report_result, trainer_parser, training_examples
 from experiment.console import run_main, say
 from experiment.run import RunPlace, build_result, finish_run, open_run, resolve_class_weight, run_dataset
@@ -84,7 +83,6 @@ FRAMEWORK = "lightning"
 COMMAND = "lightning_impl.train"
 REQUEST_FILE = "run_request.json"   # experiment.reliability.REQUEST_FILE
 RUN_DIR_ENVIRONMENT_VARIABLE = "STREETCAR_LIGHTNING_RUN_DIR"
-PREDICTION_BATCH_ROWS = 131072
 # torch intra-op threads for CPU training.  Every op of a step is small (a 1000-row batch, a
 # 99-row table), below or near torch's parallel grain, so splitting one saves nothing and the
 # hand-over costs: on the 2-core machine, with other processes busy, 2 threads made a step
@@ -132,19 +130,6 @@ def describe_device(trainer) -> str:
     return text
 
 
-def predict_probabilities(net, features: np.ndarray, device, batch_rows: int = PREDICTION_BATCH_ROWS) -> np.ndarray:
-    """p(delay) of every row, (n,) float32: the network called directly in inference mode."""
-    import torch
-
-    net.eval()
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(features), batch_rows):
-            batch = torch.as_tensor(np.ascontiguousarray(features[start:start + batch_rows]), device=device)
-            chunks.append(net(batch).reshape(-1).float().cpu().numpy())
-    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-
-
 # --------------------------------------------------------------------------
 # Opening, testing
 # --------------------------------------------------------------------------
@@ -162,26 +147,51 @@ def open_lightning_run(request: RunRequest, dataset: PreparedDataset, resume: st
     return place
 
 
-def test_kept_model(trainer, kept, datamodule, dataset: PreparedDataset, run_dir: Path) -> dict[str, Any] | None:
-    """The test split's figures of the kept model (experiment.artifacts.summarize_test); None off process 0."""
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
+def prepare_module(request: RunRequest, dataset: PreparedDataset, class_weight: Mapping[int, float], *,
+                   engine: str, gradients: str | None, initial_weights: Mapping[str, np.ndarray] | None,
+                   progress: Callable[[str], None]) -> tuple[Any, dict[str, int]]:
+    """(the engine's module, its parameter counts); `initial_weights` replace the seeded initial weights."""
+    from lightning_impl.model import set_canonical_weights
 
-    from experiment.reliability import interrupted_while_testing
-    from lightning_impl.fit import interrupting_signal
+    module = build_module(request, dataset, class_weight, engine=engine, gradients=gradients)
+    if initial_weights is not None:
+        # By canonical name, every key and shape checked first (experiment.weights.check_weights).
+        set_canonical_weights(module.net, initial_weights, source="initial_weights")
+        progress("initial weights: the given canonical weights, not the seeded initialisers")
+    params = module.parameter_counts()
+    progress(f"params: total {params['total']:,} / trainable {params['trainable']:,} / "
+             f"non-trainable {params['non_trainable']:,}")
+    return module, params
 
-    try:
-        # [docs:lightning-load-and-test]
-        trainer.test(kept, datamodule=datamodule, verbose=False)
-        if trainer.global_rank != 0:
-            return None
-        test_features, test_target = dataset.split_arrays("test")
-        probabilities = predict_probabilities(kept.net, test_features, trainer.strategy.root_device)
-        return summarize_test(test_target, probabilities)
-        # [/docs:lightning-load-and-test]
-    except (KeyboardInterrupt, SIGTERMException, SystemExit) as error:
-        # The same shutdown paths as in fit (lightning_impl.fit); the outcome is recorded, so the
-        # resume only tests again.
-        raise interrupted_while_testing(interrupting_signal(trainer, error), COMMAND, run_dir) from None
+
+def build_run_trainer(request: RunRequest, dataset: PreparedDataset, place: RunPlace, callbacks, *,
+                      resume: str | Path | None, steps_per_execution: int, progress: Callable[[str], None],
+                      progress_bar: bool, **devices: Any):
+    """The run's Trainer (build_trainer with run_dir): the run's own callbacks, then the Keras-compatible ones.
+
+    `devices` are accelerator / devices / strategy / num_nodes / deterministic, as train() takes them.
+    """
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from lightning_impl.run_callbacks import build_run_callbacks
+
+    config, settings = request.config, request.settings
+    run_callbacks = build_run_callbacks(settings, place.run_dir, progress)
+    if progress_bar:
+        run_callbacks.append(TQDMProgressBar(refresh_rate=20))
+    # The guard first: it must see each epoch before the checkpoints and early stopping do.
+    run_callbacks += callbacks.as_list()
+    # Lightning's training steps per epoch: batches, grouped steps_per_execution at a time.
+    train_steps = math.ceil(math.ceil(len(dataset.splits["train"]) / config.hyperparameters.batch_size)
+                            / steps_per_execution)
+    trainer = build_trainer(config, callbacks=run_callbacks, max_epochs=place.fit_epochs, progress_bar=progress_bar,
+                            run_dir=place.run_dir, resume=resume, log_every_n_steps=max(1, min(50, train_steps)),
+                            **devices)
+    if config.lightning.engine == "plain" and trainer.world_size > 1:
+        progress(f"plain engine on {trainer.world_size} processes: each normalises its own slice of every "
+                 f"batch (per-process BatchNorm statistics, Keras MirroredStrategy's default); --engine fast "
+                 f"uses the whole batch's and trains like one process")
+    return trainer
 
 
 # --------------------------------------------------------------------------
@@ -220,14 +230,11 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
     started = time.perf_counter()
     tensorboard_without_tensorflow()
     import torch
-    from lightning.pytorch.callbacks import TQDMProgressBar
 
     from experiment.reliability import NoFiniteModel, reach_fault_point
-    from experiment.run_state import record_stopped, resume_note, stopped_summary
+    from experiment.run_state import resume_note
     from lightning_impl.callbacks import build_lightning_callbacks
-    from lightning_impl.fit import CHECKPOINT_DIR, LAST_CHECKPOINT_FILE, fit_and_decide
-    from lightning_impl.model import set_canonical_weights
-    from lightning_impl.run_callbacks import build_run_callbacks
+    from lightning_impl.fit import CHECKPOINT_DIR, LAST_CHECKPOINT_FILE, fit_or_reload, test_kept_model
 
     config, settings, engine = request.config, request.settings, request.config.lightning.engine
     steps_per_execution, gradients = engine_options(engine, steps_per_execution, gradients)
@@ -245,49 +252,20 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
                  f"engine {engine}, run dir {run_dir}"
                  + resume_note(resume is not None and place.stopped is None, place.first_epoch, place.fit_epochs,
                                run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE))
-        module = build_module(request, dataset, class_weight, engine=engine, gradients=gradients)
-        if initial_weights is not None:
-            # By canonical name, every key and shape checked first (experiment.weights.check_weights).
-            set_canonical_weights(module.net, initial_weights, source="initial_weights")
-            progress("initial weights: the given canonical weights, not the seeded initialisers")
-        params = module.parameter_counts()
-        progress(f"params: total {params['total']:,} / trainable {params['trainable']:,} / "
-                 f"non-trainable {params['non_trainable']:,}")
+        module, params = prepare_module(request, dataset, class_weight, engine=engine, gradients=gradients,
+                                        initial_weights=initial_weights, progress=progress)
         datamodule = build_datamodule(request, dataset, class_weight, steps_per_execution=steps_per_execution)
         callbacks = build_lightning_callbacks(settings, config.callbacks, run_dir / CHECKPOINT_DIR)
-        if progress_bar is None:
-            progress_bar = not request.json and sys.stderr.isatty()
-        run_callbacks = build_run_callbacks(settings, run_dir, progress)
-        if progress_bar:
-            run_callbacks.append(TQDMProgressBar(refresh_rate=20))
-        # The guard first: it must see each epoch before the checkpoints and early stopping do.
-        run_callbacks += callbacks.as_list()
-        # Lightning's training steps per epoch: batches, grouped steps_per_execution at a time.
-        train_steps = math.ceil(math.ceil(len(dataset.splits["train"]) / config.hyperparameters.batch_size)
-                                / steps_per_execution)
-        trainer = build_trainer(config, callbacks=run_callbacks, max_epochs=place.fit_epochs, accelerator=accelerator,
-                                devices=devices, strategy=strategy, num_nodes=num_nodes, deterministic=deterministic,
-                                progress_bar=progress_bar, run_dir=run_dir, resume=resume,
-                                log_every_n_steps=max(1, min(50, train_steps)))
-        if engine == "plain" and trainer.world_size > 1:
-            progress(f"plain engine on {trainer.world_size} processes: each normalises its own slice of every "
-                     f"batch (per-process BatchNorm statistics, Keras MirroredStrategy's default); --engine fast "
-                     f"uses the whole batch's and trains like one process")
+        trainer = build_run_trainer(
+            request, dataset, place, callbacks, resume=resume, steps_per_execution=steps_per_execution,
+            progress=progress, progress_bar=not request.json and sys.stderr.isatty() if progress_bar is None
+            else progress_bar, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+            deterministic=deterministic)
         if cpu_threads is not None and trainer.strategy.root_device.type == "cpu":
             previous_threads = torch.get_num_threads()
             torch.set_num_threads(cpu_threads)
-        if place.stopped is None:
-            outcome, kept, fit_seconds = fit_and_decide(trainer, module, datamodule, callbacks, settings, run_dir,
-                                                        resume=resume, progress=progress)
-            # Training is over: record the outcome before testing, so that a resume tests the same model.
-            if trainer.global_rank == 0:  # process 0 alone writes the run directory
-                record_stopped(run_dir, outcome)
-            reach_fault_point("stopped", run_dir)
-        else:
-            outcome, fit_seconds = place.stopped, 0.0
-            progress(stopped_summary(outcome))
-            kept = type(module).load_from_checkpoint(str(outcome["kept_model"]), map_location="cpu",
-                                                     weights_only=True)
+        outcome, kept, fit_seconds = fit_or_reload(trainer, module, datamodule, callbacks, settings, place,
+                                                   resume=resume, progress=progress)
         test = test_kept_model(trainer, kept, datamodule, dataset, run_dir)
         if test is None:  # a DDP helper process: process 0 reports
             return {"framework": FRAMEWORK, "run_dir": str(run_dir), "rank": trainer.global_rank}
