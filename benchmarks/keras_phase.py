@@ -15,8 +15,8 @@ import numpy as np
 
 from benchmarks import say
 from benchmarks.measure import (SCORING_TRIP, EpochClock, benchmark_request, current_rss_mb, dataset_facts,
-                                load_average, load_config_for, load_dataset, peak_rss_mb, scaling_row_counts,
-                                timed_calls, timed_milliseconds, with_train_rows)
+                                load_average, load_config_for, load_dataset, peak_rss_mb,
+                                time_scaling, timed_calls, timed_milliseconds)
 from benchmarks.pacing import PACED_INTERVALS, keras_pacer, pace_point
 
 def keras_epoch_timer():
@@ -120,7 +120,6 @@ def run_keras(settings: Mapping[str, Any]) -> dict[str, Any]:
         import tensorflow as tf
 
         dataset = load_dataset(settings)
-        seed = load_config_for(settings).general.seed
         rss_before_training = current_rss_mb()
         train_rows = int(len(dataset.splits["train"]))
         say(f"keras: {settings['warmup_epochs']} warm-up + {settings['timed_epochs']} timed epoch(s) "
@@ -133,15 +132,9 @@ def run_keras(settings: Mapping[str, Any]) -> dict[str, Any]:
         validation_seconds = run_keras_validation(settings, model, dataset)
         say(f"keras: validation {[round(value, 2) for value in validation_seconds]} s; scoring")
         scoring = run_keras_scoring(settings, model, dataset)
-        scaling = []
-        for rows in scaling_row_counts(train_rows, settings["scaling_fractions"]):
-            subset = with_train_rows(dataset, rows, seed)
-            _, seconds, cpu_seconds = keras_fit_epochs(settings, subset, settings["scaling_warmup_epochs"],
-                                                       settings["scaling_timed_epochs"])
-            say(f"keras scaling: {rows:,} rows {[round(value, 2) for value in seconds]} s")
-            scaling.append({"train_rows": rows, "epoch_seconds": seconds, "epoch_cpu_seconds": cpu_seconds})
-        scaling.append({"train_rows": train_rows, "epoch_seconds": epoch_seconds,
-                        "epoch_cpu_seconds": epoch_cpu_seconds})
+        scaling = time_scaling(settings, dataset, "keras",
+                               lambda subset, warmup, timed: keras_fit_epochs(settings, subset, warmup, timed)[1:],
+                               (epoch_seconds, epoch_cpu_seconds))
         threads = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                    "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
                    "note": "0 = TensorFlow's default: one thread per core"}

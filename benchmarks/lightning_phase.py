@@ -18,8 +18,8 @@ import numpy as np
 from benchmarks import say
 from benchmarks.lightning_profile import profile_lightning
 from benchmarks.measure import (SCORING_TRIP, EpochClock, benchmark_request, current_rss_mb, dataset_facts,
-                                load_average, load_config_for, load_dataset, peak_rss_mb, scaling_row_counts,
-                                timed_calls, timed_milliseconds, with_train_rows)
+                                load_average, load_config_for, load_dataset, peak_rss_mb,
+                                time_scaling, timed_calls, timed_milliseconds)
 from benchmarks.pacing import PACED_INTERVALS, lightning_pacer, pace_point
 
 def lightning_epoch_timer():
@@ -203,13 +203,11 @@ def time_on_gpu(settings: Mapping[str, Any], dataset) -> dict[str, Any] | None:
     return gpu
 
 
-def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
+def quiet_lightning_logs() -> None:
     import logging
     import warnings
 
-    load_before = load_average()
-    import lightning
-    import torch
+    import lightning  # noqa: F401 - first: importing it sets its loggers to INFO
 
     # Lightning's INFO lines ("GPU available: False", tips, "max_epochs reached") repeat for every
     # Trainer this phase builds; warnings and errors still show.
@@ -219,8 +217,36 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
     warnings.filterwarnings("ignore", module="lightning")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
+
+def lightning_versions() -> dict[str, str]:
+    import lightning
+    import torch
+
+    versions = {"torch": torch.__version__, "lightning": lightning.__version__}
+    try:
+        import torchmetrics
+
+        versions["torchmetrics"] = torchmetrics.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def time_thread_variant(settings: Mapping[str, Any], dataset, threads: int) -> dict[str, Any]:
+    """The same fit with `threads` torch threads (torch's default), to show what the product's setting is worth."""
+    with torch_threads(threads):
+        *_, wall, cpu = lightning_fit_epochs(settings, dataset, settings["warmup_epochs"], settings["timed_epochs"],
+                                             "cpu")
+    say(f"lightning, {threads} torch threads: epochs {[round(value, 2) for value in wall]} s")
+    return {"torch_threads": threads, "epoch_seconds": wall, "epoch_cpu_seconds": cpu}
+
+
+def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
+    load_before = load_average()
+    import torch
+
+    quiet_lightning_logs()
     dataset = load_dataset(settings)
-    seed = load_config_for(settings).general.seed
     rss_before_training = current_rss_mb()
     train_rows = int(len(dataset.splits["train"]))
     default_threads = torch.get_num_threads()
@@ -247,38 +273,18 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
                                     float(np.median(epoch_cpu_seconds)))
         say(f"lightning: the same steps without the Trainer "
             f"{[round(value, 2) for value in profile['plain_loop_epoch_seconds']]} s")
-        scaling = []
-        for rows in scaling_row_counts(train_rows, settings["scaling_fractions"]):
-            subset = with_train_rows(dataset, rows, seed)
-            *_, seconds, cpu_seconds = lightning_fit_epochs(settings, subset, settings["scaling_warmup_epochs"],
-                                                            settings["scaling_timed_epochs"], "cpu")
-            say(f"lightning scaling: {rows:,} rows {[round(value, 2) for value in seconds]} s")
-            scaling.append({"train_rows": rows, "epoch_seconds": seconds, "epoch_cpu_seconds": cpu_seconds})
-        scaling.append({"train_rows": train_rows, "epoch_seconds": epoch_seconds,
-                        "epoch_cpu_seconds": epoch_cpu_seconds})
+        scaling = time_scaling(
+            settings, dataset, "lightning",
+            lambda subset, warmup, timed: lightning_fit_epochs(settings, subset, warmup, timed, "cpu")[3:],
+            (epoch_seconds, epoch_cpu_seconds))
         variants = time_engine_variants(settings, dataset, engine, steps_per_execution, gradients)
 
-    # The same fit with torch's default thread count, to show what the product's setting is worth.
-    thread_variant = None
-    if settings["thread_variant_check"] and default_threads != used_threads:
-        with torch_threads(default_threads):
-            *_, variant_wall, variant_cpu = lightning_fit_epochs(settings, dataset, settings["warmup_epochs"],
-                                                                 settings["timed_epochs"], "cpu")
-        thread_variant = {"torch_threads": default_threads, "epoch_seconds": variant_wall,
-                          "epoch_cpu_seconds": variant_cpu}
-        say(f"lightning, {default_threads} torch threads: epochs {[round(value, 2) for value in variant_wall]} s")
-
+    thread_variant = time_thread_variant(settings, dataset, default_threads) \
+        if settings["thread_variant_check"] and default_threads != used_threads else None
     gpu = time_on_gpu(settings, dataset) if settings["use_gpu"] else None
     threads = {"intra_op": used_threads, "inter_op": torch.get_num_interop_threads(),
                "torch_default": default_threads,
                "note": "intra-op threads as lightning_impl.train sets them for CPU training"}
-    versions = {"torch": torch.__version__, "lightning": lightning.__version__}
-    try:
-        import torchmetrics
-
-        versions["torchmetrics"] = torchmetrics.__version__
-    except ImportError:
-        pass
     return {"framework": "lightning", "device": "cpu", "train_rows": train_rows, "epoch_seconds": epoch_seconds,
             "epoch_cpu_seconds": epoch_cpu_seconds,
             "validation_seconds": validation_seconds, "validation_rows": int(len(dataset.splits["valid"])),
@@ -287,5 +293,5 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
             "one_step_per_batch": variants["one_step"], "gradients": gradients,
             "autograd_gradients": variants["autograd"], "engine": engine, "other_engine": variants["other_engine"],
             "rss_before_training_mb": rss_before_training, "peak_rss_mb_end": peak_rss_mb(), "gpu": gpu,
-            "threads": threads, "versions": versions, "dataset": dataset_facts(dataset),
+            "threads": threads, "versions": lightning_versions(), "dataset": dataset_facts(dataset),
             "load_average": {"before": load_before, "after": load_average()}}

@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from benchmarks import say
+
 
 # The trip the scorers are timed on: route 501 eastbound, Friday 2019-06-21 at 18:00 (inside the data's dates).
 SCORING_TRIP = {"route": 501, "direction": "e", "date": "2019-06-21", "hour": 18}
@@ -138,3 +140,23 @@ def dataset_facts(dataset) -> dict[str, Any]:
     date_range = report.get("date_range") or {}
     return {"rows": dataset.n_rows, "splits": {name: int(len(rows)) for name, rows in dataset.splits.items()},
             "date_range": date_range, "days": date_range.get("days")}
+
+
+def time_scaling(settings: Mapping[str, Any], dataset, framework: str,
+                 fit_epochs: Callable[[Any, int, int], tuple[list[float], list[float]]],
+                 full: tuple[list[float], list[float]]) -> list[dict[str, Any]]:
+    """Epoch seconds on seeded subsets of the train rows (settings "scaling_fractions"), then the full split's.
+
+    `fit_epochs(subset, warmup, timed)` returns (wall, CPU) seconds of the timed
+    epochs; `full` is what the phase measured on the whole split.
+    """
+    seed = load_config_for(settings).general.seed
+    train_rows = int(len(dataset.splits["train"]))
+    scaling = []
+    for rows in scaling_row_counts(train_rows, settings["scaling_fractions"]):
+        seconds, cpu_seconds = fit_epochs(with_train_rows(dataset, rows, seed), settings["scaling_warmup_epochs"],
+                                          settings["scaling_timed_epochs"])
+        say(f"{framework} scaling: {rows:,} rows {[round(value, 2) for value in seconds]} s")
+        scaling.append({"train_rows": rows, "epoch_seconds": seconds, "epoch_cpu_seconds": cpu_seconds})
+    scaling.append({"train_rows": train_rows, "epoch_seconds": full[0], "epoch_cpu_seconds": full[1]})
+    return scaling
