@@ -131,7 +131,7 @@ def describe_device(trainer) -> str:
 
 
 # --------------------------------------------------------------------------
-# Opening, testing
+# Opening a run; the module and the Trainer it trains with
 # --------------------------------------------------------------------------
 
 
@@ -256,11 +256,12 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
                                         initial_weights=initial_weights, progress=progress)
         datamodule = build_datamodule(request, dataset, class_weight, steps_per_execution=steps_per_execution)
         callbacks = build_lightning_callbacks(settings, config.callbacks, run_dir / CHECKPOINT_DIR)
-        trainer = build_run_trainer(
-            request, dataset, place, callbacks, resume=resume, steps_per_execution=steps_per_execution,
-            progress=progress, progress_bar=not request.json and sys.stderr.isatty() if progress_bar is None
-            else progress_bar, accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-            deterministic=deterministic)
+        if progress_bar is None:
+            progress_bar = not request.json and sys.stderr.isatty()
+        trainer = build_run_trainer(request, dataset, place, callbacks, resume=resume,
+                                    steps_per_execution=steps_per_execution, progress=progress,
+                                    progress_bar=progress_bar, accelerator=accelerator, devices=devices,
+                                    strategy=strategy, num_nodes=num_nodes, deterministic=deterministic)
         if cpu_threads is not None and trainer.strategy.root_device.type == "cpu":
             previous_threads = torch.get_num_threads()
             torch.set_num_threads(cpu_threads)
