@@ -185,6 +185,13 @@ def plot_curves(path: str | Path, history: Mapping[str, Sequence[float]], title:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
+    return write_figure(figure, path)
+
+
+def write_figure(figure: Any, path: str | Path) -> Path:
+    """Lay out `figure`, write it as a 110-dpi PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
@@ -206,11 +213,7 @@ def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]], tit
     axis.set_xlabel("predicted")
     axis.set_ylabel("actual")
     axis.set_title(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return write_atomic(path, buffer.getvalue())
+    return write_figure(figure, path)
 
 
 def write_run_artifacts(run_dir: str | Path, result: Mapping[str, Any]) -> dict[str, Path]:
