@@ -146,18 +146,14 @@ def scaling_lines(result: Mapping[str, Any]) -> list[str]:
     lines.append("")
     for name in frameworks:
         entry = scaling[name]
-        fit = entry["fit"]
-        lines.append(f"* **{name}**: epoch ≈ {number(fit['intercept_seconds'])} s + "
-                     f"{number(fit['slope_seconds_per_million_rows'])} s per million rows "
-                     f"(least squares on the wall medians, R² = {fit['r_squared']:.4f}); the cost per row at the "
-                     f"largest size is {number(fit['largest_over_smallest_per_row'])}× that at the smallest "
-                     f"({growth_words(fit)}).")
-        cpu_fit = entry.get("fit_cpu")
-        if cpu_fit:
-            lines.append(f"  On process CPU time: {number(cpu_fit['intercept_seconds'])} s + "
-                         f"{number(cpu_fit['slope_seconds_per_million_rows'])} s per million rows, "
-                         f"R² = {cpu_fit['r_squared']:.4f}, per-row cost ratio "
-                         f"{number(cpu_fit['largest_over_smallest_per_row'])} ({growth_words(cpu_fit)}).")
+        intercept, slope, r_squared, per_row, growth = fit_figures(entry["fit"])
+        lines.append(f"* **{name}**: epoch ≈ {intercept} s + {slope} s per million rows (least squares on the wall "
+                     f"medians, R² = {r_squared}); the cost per row at the largest size is {per_row}× that at the "
+                     f"smallest ({growth}).")
+        if entry.get("fit_cpu"):
+            intercept, slope, r_squared, per_row, growth = fit_figures(entry["fit_cpu"])
+            lines.append(f"  On process CPU time: {intercept} s + {slope} s per million rows, R² = {r_squared}, "
+                         f"per-row cost ratio {per_row} ({growth}).")
         estimate = entry.get("estimate_2014_2024")
         if estimate:
             lines.append(f"  2014–2024 estimate: {integer(estimate['train_rows'])} training rows "
@@ -179,6 +175,12 @@ def linear_enough(fit: Mapping[str, Any]) -> bool:
     """Linear for the page's wording: the points fit a line, and the per-row cost varies by < 25 %."""
     spread = fit.get("largest_over_smallest_per_row")
     return fit["r_squared"] >= 0.98 and spread is not None and 0.8 <= spread <= 1.25
+
+
+def fit_figures(fit: Mapping[str, Any]) -> tuple[str, str, str, str, str]:
+    """A scaling fit as the page writes it: intercept s, slope s per million rows, R², per-row cost ratio, verdict."""
+    return (number(fit["intercept_seconds"]), number(fit["slope_seconds_per_million_rows"]),
+            f"{fit['r_squared']:.4f}", number(fit["largest_over_smallest_per_row"]), growth_words(fit))
 
 
 def growth_words(fit: Mapping[str, Any]) -> str:

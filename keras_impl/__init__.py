@@ -7,7 +7,8 @@
 Modules:
     keras_impl.model   build_model / compile_model / canonical weight export-import
     keras_impl.data    named-input arrays and the shared, seeded batch order
-    keras_impl.train   the training command (callbacks, artefacts, --json result)
+    keras_impl.train   the training command (callbacks, artefacts, --json result) and its builders
+    keras_impl.fit     fit or resume a run, and decide which model it keeps
     keras_impl.score   one-off scoring of a single trip (the book's §6.11)
 
 Importing this package only sets environment defaults (no TensorFlow import),

@@ -42,10 +42,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import OneLineArgumentParser, first_line
+from configs.cli import first_line
 from data.dataset import COLUMNS
 from data.vocab import BOOK_VOCABULARIES, Vocabularies, encode_trip
-from configs.console import emit_json, run_main
+from experiment.commands import report_score, score_parser
+from configs.console import run_main
 from experiment.model_checks import check_probability, check_same_vocabulary
 
 VOCABULARY_FILE = "vocabulary.json"
@@ -246,23 +247,13 @@ def measure_scoring_latency(model, encoded: Mapping[str, int], repeats: int = 20
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(
-        prog="python -m keras_impl.score",
-        description="Probability that a streetcar trip (route, direction, date, hour) is delayed, "
-                    "from a model trained by keras_impl.train (or a book-era Keras 2 .h5).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, metavar="PATH",
-                        help="a .keras file from a run directory, or a Keras 2 .h5 from the book")
-    parser.add_argument("--route", required=True, type=int, metavar="N", help="streetcar route, e.g. 501")
-    parser.add_argument("--direction", required=True, metavar="D", help="e, w, n, s or b (both ways)")
-    parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="trip date, within the trained years")
-    parser.add_argument("--hour", required=True, type=int, metavar="H", help="hour of day, 0-23")
-    parser.add_argument("--vocabulary", default=None, metavar="PATH",
-                        help=f"vocabulary JSON (default: {VOCABULARY_FILE} beside the model; "
-                             f"the book's vocabulary for a .h5)")
-    parser.add_argument("--json", action="store_true",
-                        help='print {"probability", "delay", "inputs"} as one JSON object')
-    return parser
+    return score_parser(
+        "python -m keras_impl.score",
+        "Probability that a streetcar trip (route, direction, date, hour) is delayed, from a model trained by "
+        "keras_impl.train (or a book-era Keras 2 .h5).", EPILOG,
+        model_flag="--model", model_help="a .keras file from a run directory, or a Keras 2 .h5 from the book",
+        vocabulary_help=f"vocabulary JSON (default: {VOCABULARY_FILE} beside the model; the book's vocabulary "
+                        f"for a .h5)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,13 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_vocabulary_fits(model, vocabularies, str(model_path))
         result = score_trip(model, vocabularies, route=args.route, direction=args.direction,
                             date=args.date, hour=args.hour)
-    if args.json:
-        emit_json(result)
-    else:
-        verdict = "delay expected" if result["delay"] else "no delay expected"
-        print(f"p(delay) = {result['probability']:.4f} -> {verdict} "
-              f"(route {args.route} {args.direction}, {args.date} {args.hour:02d}:00; encoded {result['inputs']})",
-              flush=True)
+    report_score(result, args)
     return 0
 
 

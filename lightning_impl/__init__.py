@@ -8,7 +8,10 @@ Modules: model (the nn.Module and its Keras-layout weights), metrics (Keras's
 binary cross-entropy and epoch metrics), system (the LightningModule),
 datamodule (batches cut from in-memory tensors), callbacks (the Keras-compatible
 set and its builder; early_stopping, reduce_lr and callback_rules hold the
-parts), run_callbacks (atomic, run-relative checkpoints), train, score; fast/ is the
+parts), run_callbacks (atomic, run-relative checkpoints), builders (the module,
+data module and Trainer a run is built from; benchmarks/ uses them too), fit
+(fit, keep, test), train, score, convert (the converter's command; the
+conversion is in bridge/); fast/ is the
 same model on the fast engine (`--engine fast`: fused network, closed-form
 gradients, several batches per Lightning step).  Importing this
 package is light: torch and Lightning load only with the modules that need them.

@@ -36,10 +36,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import OneLineArgumentParser, first_line
+from configs.cli import first_line
 from data.dataset import COLUMNS
 from data.vocab import Vocabularies, encode_trip
-from configs.console import emit_json, run_main
+from experiment.commands import report_score, score_parser
+from configs.console import run_main
 from experiment.model_checks import check_probability, check_same_vocabulary
 
 DELAY_THRESHOLD = 0.5
@@ -204,23 +205,13 @@ def measure_scoring_latency(net, vocabularies: Vocabularies, trip: Mapping[str, 
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(
-        prog="python -m lightning_impl.score",
-        description="Probability that a streetcar trip (route, direction, date, hour) is delayed, "
-                    "from a checkpoint written by lightning_impl.train.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="a .ckpt from a run's checkpoints/ folder (last.ckpt or best-epoch*.ckpt)")
-    parser.add_argument("--route", required=True, type=int, metavar="N", help="streetcar route, e.g. 501")
-    parser.add_argument("--direction", required=True, metavar="D", help="e, w, n, s or b (both ways)")
-    parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="trip date, within the trained years")
-    parser.add_argument("--hour", required=True, type=int, metavar="H", help="hour of day, 0-23")
-    parser.add_argument("--vocabulary", default=None, metavar="PATH",
-                        help="vocabulary JSON, for a checkpoint saved without one (a checkpoint's own "
-                             "vocabulary is always used; a different --vocabulary is refused)")
-    parser.add_argument("--json", action="store_true",
-                        help='print {"probability", "delay", "inputs"} as one JSON object')
-    return parser
+    return score_parser(
+        "python -m lightning_impl.score",
+        "Probability that a streetcar trip (route, direction, date, hour) is delayed, from a checkpoint written "
+        "by lightning_impl.train.", EPILOG, model_flag="--checkpoint",
+        model_help="a .ckpt from a run's checkpoints/ folder (last.ckpt or best-epoch*.ckpt)",
+        vocabulary_help="vocabulary JSON, for a checkpoint saved without one (a checkpoint's own vocabulary is "
+                        "always used; a different --vocabulary is refused)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -232,13 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     net, vocabularies = load_scoring_model(args.checkpoint, args.vocabulary)
     result = score_trip(net, vocabularies, route=args.route, direction=args.direction, date=args.date,
                         hour=args.hour)
-    if args.json:
-        emit_json(result)
-    else:
-        verdict = "delay expected" if result["delay"] else "no delay expected"
-        print(f"p(delay) = {result['probability']:.4f} -> {verdict} "
-              f"(route {args.route} {args.direction}, {args.date} {args.hour:02d}:00; encoded {result['inputs']})",
-              flush=True)
+    report_score(result, args)
     return 0
 
 

@@ -134,7 +134,7 @@ def files(tmp_path_factory) -> Files:
 
     from data.vocab import BOOK_VOCABULARIES, Vocabularies
     from keras_impl.model import build_model
-    from lightning_impl.convert import keras_to_lightning
+    from bridge.convert import keras_to_lightning
 
     root = tmp_path_factory.mktemp("bad-input")
     healthy, old = root / "healthy", root / "old"

@@ -44,7 +44,7 @@ DETERMINISM_SEED = 0
 
 @pytest.mark.real_data
 def test_trained_model_predicts_the_same_on_cpu_and_cuda(prepared_dataset, tmp_path_factory):
-    from lightning_impl.train import predict_probabilities
+    from lightning_impl.fit import predict_probabilities
 
     dataset = suite_dataset(prepared_dataset)
     run = scenario_run("lightning", TRAJECTORY_SCENARIOS["exp5"], dataset, tmp_path_factory.mktemp("gpu"))

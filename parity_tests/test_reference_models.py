@@ -109,7 +109,7 @@ def converted_checkpoints(reference_model_paths, tmp_path_factory) -> dict[str, 
     The first through the real CLI in a subprocess (what a user types), the
     second in-process through the same main() (saves a TensorFlow start-up).
     """
-    from lightning_impl import convert
+    from bridge import command, convert
 
     out_dir = tmp_path_factory.mktemp("converted")
     checkpoints = {}
@@ -127,7 +127,7 @@ def converted_checkpoints(reference_model_paths, tmp_path_factory) -> dict[str, 
     assert summary["verify_max_abs_diff"] <= convert.VERIFY_ATOL
     for name in names[1:]:
         checkpoints[name] = out_dir / f"{name}.ckpt"
-        assert convert.main(["--keras", str(reference_model_paths[name]), "--legacy-keras2",
+        assert command.main(["--keras", str(reference_model_paths[name]), "--legacy-keras2",
                              "--out", str(checkpoints[name])]) == 0
     return checkpoints
 
@@ -263,8 +263,8 @@ def test_book_trip_scores_the_same_in_both_frameworks(name, keras_models, lightn
 
 
 def _run_convert(argv, capsys) -> tuple[int, str]:
+    from bridge.command import main
     from configs.console import run_main
-    from lightning_impl.convert import main
 
     status = run_main(main, argv)
     return status, capsys.readouterr().err.strip()

@@ -10,8 +10,8 @@ Three groups of tests.
    embeddings.<column> / batchnorms.<column> / output), the same canonical
    weights with the same shapes, and 1,341 / 1,201 / 140 parameters (total /
    trainable / non-trainable).  Weights cross from Keras to Lightning and back
-   by canonical name, in memory (parity_tests.transfer) and through saved
-   files (.keras -> .ckpt -> .keras via lightning_impl.convert), bit for bit;
+   by canonical name, in memory (bridge.transfer) and through saved
+   files (.keras -> .ckpt -> .keras via bridge.convert), bit for bit;
    a wrong shape is an error naming both shapes.
 
 2. Numerics with copied weights, on PARITY_ROW_COUNT real rows of the train
@@ -67,13 +67,8 @@ from data.vocab import BOOK_VOCABULARIES
 from experiment.weights import expected_shapes
 from experiment.weights import parameter_counts as canonical_parameter_counts
 from parity_tests.compare import compare_arrays, compare_relative, compare_weight_dicts
-from parity_tests.transfer import (
-    keras_inputs,
-    keras_loss_and_gradients,
-    keras_to_lightning,
-    lightning_gradients,
-    lightning_to_keras,
-)
+from bridge.gradients import keras_inputs, keras_loss_and_gradients, lightning_gradients
+from bridge.transfer import keras_to_lightning, lightning_to_keras
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
@@ -243,7 +238,7 @@ def test_transfer_keras_to_lightning_and_back_is_exact():
     compare_weight_dicts(lightning_weights(net), weights, atol=EXACT, name="Keras -> Lightning")
     back = lightning_to_keras(net)
     compare_weight_dicts(keras_weights(back), weights, atol=EXACT, name="Keras -> Lightning -> Keras")
-    from parity_tests.transfer import keras_output_activation
+    from bridge.architecture import keras_output_activation
 
     assert keras_output_activation(back) == "hard_sigmoid_keras2"
 
@@ -251,7 +246,7 @@ def test_transfer_keras_to_lightning_and_back_is_exact():
 def test_transfer_through_saved_files(tmp_path, parity_rows):
     """.keras (+ vocabulary.json) -> convert -> .ckpt -> load_from_checkpoint -> convert -> .keras, bit for bit."""
     from keras_impl.model import get_canonical_weights as keras_weights
-    from lightning_impl import convert
+    from bridge import convert
     from lightning_impl.model import get_canonical_weights as lightning_weights
     from lightning_impl.system import StreetcarClassifier
 

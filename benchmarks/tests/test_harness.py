@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import results as bench_results
 from benchmarks import run as bench_run
 from benchmarks.report import render_markdown, summary_lines
 from benchmarks.summary import (describe_growth, fit_line, latency_percentiles, median, percentile, ratio,
@@ -145,7 +146,7 @@ def scripted_phases(*, lightning_epochs=(3.3, 3.1, 9.0), keras_scoring_ms=None) 
 
 
 def scripted_result(**kwargs) -> dict:
-    return bench_run.build_result(
+    return bench_results.build_result(
         scripted_phases(**kwargs), mode="quick", command="python -m benchmarks.run --quick",
         settings={**bench_run.QUICK_SETTINGS, "sample_rows": None},
         machine={"usable_cores": 2, "logical_cores": 2, "cpu_model": "Test CPU", "memory_gb": 23.5,
@@ -156,7 +157,7 @@ def scripted_result(**kwargs) -> dict:
 
 def test_result_has_the_issue_schema_with_medians_and_the_ratio():
     result = scripted_result()
-    for key in bench_run.RESULT_KEYS:
+    for key in bench_results.RESULT_KEYS:
         assert key in result, key
     assert result["epoch_seconds"] == {"keras": 17.0, "lightning": 3.3}
     assert result["ratio"] == pytest.approx(3.3 / 17.0)
@@ -199,8 +200,8 @@ def test_scaling_fits_a_line_and_extrapolates_by_days():
 def test_a_phase_that_did_not_run_leaves_nulls_not_errors():
     phases = scripted_phases()
     phases["lightning"] = None
-    result = bench_run.build_result(phases, mode="quick", command="c", settings=bench_run.QUICK_SETTINGS,
-                                    machine={"usable_cores": 2, "cpu_model": "x", "memory_gb": 1, "platform": "p"},
+    result = bench_results.build_result(phases, mode="quick", command="c", settings=bench_run.QUICK_SETTINGS,
+                                        machine={"usable_cores": 2, "cpu_model": "x", "memory_gb": 1, "platform": "p"},
                                     versions={}, load={}, date="d")
     assert result["epoch_seconds"]["lightning"] is None and result["ratio"] is None
     assert result["score_ms"]["lightning"] is None
@@ -262,7 +263,7 @@ def test_tiny_real_run_prints_the_json_schema_and_writes_the_page(tmp_path):
                             "--output", str(page))
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout)                          # stdout is exactly one JSON object
-    for key in bench_run.RESULT_KEYS:
+    for key in bench_results.RESULT_KEYS:
         assert key in result, key
     for framework in ("keras", "lightning"):
         assert result["epoch_seconds"][framework] > 0

@@ -156,9 +156,9 @@ def test_score_prints_one_human_line_and_rejects_bad_usage(checkpoint, capsys):
 
 
 def test_gradient_choices_are_the_fast_modules_modes():
-    # lightning_impl.train spells them out so that --help does not import torch.
+    # lightning_impl.builders spells them out so that --help does not import torch.
+    from lightning_impl.builders import DEFAULT_GRADIENTS, GRADIENT_CHOICES
     from lightning_impl.fast.system import GRADIENT_MODES
-    from lightning_impl.train import DEFAULT_GRADIENTS, GRADIENT_CHOICES
 
     assert GRADIENT_CHOICES == GRADIENT_MODES == ("closed_form", "autograd")
     assert DEFAULT_GRADIENTS == "closed_form"

@@ -218,7 +218,7 @@ def test_a_nan_epoch_without_early_stopping_keeps_the_last_finite_epoch(dataset,
     kept = StreetcarClassifier.load_from_checkpoint(str(Path(result["run_dir"]) / "checkpoints/last.ckpt"),
                                                     map_location="cpu", weights_only=True)
     from experiment.artifacts import summarize_test
-    from lightning_impl.train import predict_probabilities
+    from lightning_impl.fit import predict_probabilities
 
     features, target = dataset.split_arrays("test")
     assert result["test"] == summarize_test(target, predict_probabilities(kept.net, features, "cpu"))
