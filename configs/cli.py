@@ -29,7 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from configs.loader import Config, ConfigError, ExperimentSettings, load_config, override, resolve_experiment
+from configs.loader import (PRECISIONS, Config, ConfigError, ExperimentSettings, load_config, override,
+                            resolve_experiment)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -115,6 +116,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     add_run_length_arguments(group)
     group.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
                        help="seed for split, sample, initial weights and batch order (default: general.seed)")
+    group.add_argument("--precision", type=int, choices=PRECISIONS, default=None,
+                       help="float width of weights, losses and metrics: 32 (the book's) or 64 "
+                            "(default: hyperparameters.precision, 32)")
     group.add_argument("--out-dir", default=None, metavar="DIR",
                        help="parent folder of run directories (default: general.out_dir, runs/)")
     group.add_argument("--json", action="store_true",
@@ -150,6 +154,8 @@ def resolve_run_request(args: argparse.Namespace) -> RunRequest:
     config = load_config(args.config)
     if args.seed is not None:
         config = override(config, "general.seed", args.seed)
+    if getattr(args, "precision", None) is not None:  # studies build their Namespace without it
+        config = override(config, "hyperparameters.precision", args.precision)
     if args.out_dir is not None:
         config = override(config, "general.out_dir", args.out_dir)
     if args.raw_dir is not None:

@@ -36,6 +36,9 @@ BATCH_ORDERS = ("shared", "framework")
 # How lightning_impl trains (lightning.engine, --engine): "plain" = the idiomatic port
 # (lightning_impl.system), "fast" = the fused network and its own loop (lightning_impl.fast).
 ENGINES = ("plain", "fast")
+# hyperparameters.precision / --precision: the float width of weights, activations, losses and metrics
+# (Keras: floatx and the dtype policy; Lightning: Trainer(precision="32-true" | "64-true")).
+PRECISIONS = (32, 64)
 # Keras: mode 'auto' | 'min' | 'max' (unknown strings warn and fall back to 'auto').
 # Lightning: 'min' | 'max', default 'min'.  The project: 'min' | 'max', always given.
 MODES = ("min", "max")
@@ -82,6 +85,7 @@ class HyperparametersConfig:
     zero_weight: float
     one_weight_offset: float
     patience_threshold: int
+    precision: int = 32        # absent in an older config: the book's float32
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ def _validate(config: Config) -> None:
     _require(hyper.output_activation in OUTPUT_ACTIVATIONS,
              f"{source}: 'hyperparameters.output_activation' = {hyper.output_activation!r}; "
              f"valid: {', '.join(OUTPUT_ACTIVATIONS)}")
+    _require(hyper.precision in PRECISIONS,
+             f"{source}: 'hyperparameters.precision' = {hyper.precision!r}; valid: {', '.join(map(str, PRECISIONS))}")
     _require(hyper.loss == "binary_crossentropy",
              f"{source}: 'hyperparameters.loss' = {hyper.loss!r}; only binary_crossentropy is implemented")
     _require(hyper.zero_weight > 0, f"{source}: 'hyperparameters.zero_weight' must be > 0")

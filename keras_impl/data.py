@@ -56,6 +56,7 @@ import numpy as np
 
 from configs.loader import BATCH_ORDERS
 from data.dataset import COLUMNS, PreparedDataset
+from keras_impl.precision import current_float_type
 
 # Batches the shared stream prepares ahead of the training step.
 PREFETCH_BATCHES = 8
@@ -71,20 +72,20 @@ def named_inputs(features: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def split_inputs(dataset: PreparedDataset, split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One split as (named inputs, float32 (n,) target)."""
+    """One split as (named inputs, (n,) target in Keras's float type: float32 unless --precision 64)."""
     features, target = dataset.split_arrays(split)
-    return named_inputs(features), np.asarray(target, dtype=np.float32)
+    return named_inputs(features), np.asarray(target, dtype=current_float_type())
 
 
 # [docs:keras-sample-weights]
 def class_sample_weights(target: np.ndarray, class_weight: Mapping[int, float]) -> np.ndarray:
-    """Per-row float32 weights: class_weight[target] (Keras's class_weight -> sample_weight)."""
+    """Per-row weights class_weight[target] in Keras's float type (Keras's class_weight -> sample_weight)."""
     target = np.asarray(target).reshape(-1)
     classes = set(np.unique(target).astype(int).tolist())
     missing = sorted(classes - set(int(key) for key in class_weight))
     if missing:
         raise ValueError(f"class_weight has no weight for class(es) {missing}; got {dict(class_weight)}")
-    lookup = np.zeros(max(max(classes, default=0), max(class_weight)) + 1, dtype=np.float32)
+    lookup = np.zeros(max(max(classes, default=0), max(class_weight)) + 1, dtype=current_float_type())
     for label, weight in class_weight.items():
         lookup[int(label)] = float(weight)
     return lookup[target.astype(np.int64)]
@@ -114,8 +115,8 @@ def build_shared_order_stream(features: np.ndarray, target: np.ndarray, sample_w
     if not 0 <= first_epoch < epochs:
         raise ValueError(f"first_epoch must be in [0, {epochs}), got {first_epoch}")
     feature_table = tf.constant(np.asarray(features, dtype=np.int32))
-    target_table = tf.constant(np.asarray(target, dtype=np.float32))
-    weight_table = tf.constant(np.asarray(sample_weight, dtype=np.float32))
+    target_table = tf.constant(np.asarray(target, dtype=current_float_type()))
+    weight_table = tf.constant(np.asarray(sample_weight, dtype=current_float_type()))
 
     def permutation_of(epoch: np.int64) -> np.ndarray:
         return epoch_permutation(n_rows, int(seed), int(epoch)).astype(np.int64)
@@ -156,7 +157,7 @@ def build_fit_arguments(dataset: PreparedDataset, *, batch_size: int, seed: int,
     # [/docs:keras-validation-data]
     # [docs:keras-class-weight-fit]
     if batch_order == "framework":
-        return {**common, "x": named_inputs(train_features), "y": np.asarray(train_target, dtype=np.float32),
+        return {**common, "x": named_inputs(train_features), "y": np.asarray(train_target, dtype=current_float_type()),
                 "batch_size": int(batch_size), "shuffle": True,
                 "class_weight": {int(k): float(v) for k, v in class_weight.items()}}
     # [/docs:keras-class-weight-fit]

@@ -176,10 +176,10 @@ def canonical_variables(model: keras.Model) -> dict[str, "keras.Variable"]:
 
 
 def get_canonical_weights(model: keras.Model) -> dict[str, np.ndarray]:
-    """The model's weights as {canonical name: float32 array} in Keras layouts."""
+    """The model's weights as {canonical name: array} in Keras layouts, in the model's float type."""
     # variable.numpy(): keras.ops.convert_to_numpy(variable) goes through
     # np.array(copy=False) and trips a NumPy 2 DeprecationWarning in keras 3.15.
-    return {name: np.array(variable.numpy(), dtype=np.float32)
+    return {name: np.array(variable.numpy())
             for name, variable in canonical_variables(model).items()}
 
 
@@ -188,7 +188,7 @@ def set_canonical_weights(model: keras.Model, weights: Mapping[str, np.ndarray],
     """Copy canonical weights into the model, by name, after checking every key and shape."""
     check_weights(weights, model_vocab_sizes(model), model_embedding_dim(model), source=source)
     for name, variable in canonical_variables(model).items():
-        variable.assign(np.asarray(weights[name], dtype=np.float32))
+        variable.assign(np.asarray(weights[name], dtype=variable.dtype))
     return model
 
 

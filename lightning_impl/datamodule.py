@@ -76,7 +76,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from configs.loader import BATCH_ORDERS
+from configs.loader import BATCH_ORDERS, PRECISIONS
 from data.batches import epoch_permutation
 from data.dataset import COLUMNS, PreparedDataset
 
@@ -228,7 +228,7 @@ class StreetcarDataModule(L.LightningDataModule):
     def __init__(self, dataset: PreparedDataset, *, batch_size: int = 1000, batch_order: str = "shared",
                  seed: int = 42, class_weight: Mapping[int, float] | None = None,
                  eval_batch_size: int | None = None, predict_split: str = TEST,
-                 steps_per_execution: int = 1) -> None:
+                 steps_per_execution: int = 1, precision: int = 32) -> None:
         super().__init__()
         if not isinstance(dataset, PreparedDataset):
             raise ValueError(f"dataset must be a data.PreparedDataset, got {type(dataset).__name__}")
@@ -243,7 +243,12 @@ class StreetcarDataModule(L.LightningDataModule):
             raise ValueError(f"predict_split {predict_split!r}; valid: {TRAIN}, {VALID}, {TEST}")
         if int(steps_per_execution) < 1:
             raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}; valid: {', '.join(map(str, PRECISIONS))}")
         self.steps_per_execution = int(steps_per_execution)
+        # Targets and class weights in the run's float type, as Keras builds them from floatx
+        # (keras_impl.data): a float64 run's weight 44.94... is not first rounded to float32.
+        self.float_type = torch.float64 if precision == 64 else torch.float32
         self.dataset = dataset
         self.batch_size, self.batch_order, self.seed = int(batch_size), batch_order, int(seed)
         # Keras's validation_batch_size defaults to batch_size; the epoch figures do not depend on it.
@@ -252,7 +257,7 @@ class StreetcarDataModule(L.LightningDataModule):
         self.predict_split = predict_split
         self.save_hyperparameters({"batch_size": self.batch_size, "batch_order": batch_order, "seed": self.seed,
                                    "class_weight": class_weight, "eval_batch_size": self.eval_batch_size,
-                                   "steps_per_execution": self.steps_per_execution})
+                                   "steps_per_execution": self.steps_per_execution, "precision": precision})
         self.splits: dict[str, SplitTensors] = {}
         self._samplers: dict[str, EpochBatchSampler] = {}
 
@@ -266,12 +271,13 @@ class StreetcarDataModule(L.LightningDataModule):
         sizes = np.array([self.dataset.vocab_sizes[column] for column in COLUMNS])
         if len(features) and (features.min() < 0 or (features.max(axis=0) >= sizes).any()):
             raise ValueError(f"{split} features hold codes outside their vocabularies {dict(zip(COLUMNS, sizes))}")
-        target_tensor = torch.as_tensor(np.asarray(target, dtype=np.float32))
+        target_tensor = torch.as_tensor(np.asarray(target)).to(self.float_type)
         weight = None
         # [docs:lightning-sample-weights]
         if split == TRAIN:
-            # Keras's class_weight_to_sample_weights: float32 weight of each row's class.
-            weight = torch.where(target_tensor > 0.5, self.class_weight[1], self.class_weight[0]).to(torch.float32)
+            # Keras's class_weight_to_sample_weights: the weight of each row's class, in the float type.
+            one, zero = (torch.tensor(float(self.class_weight[label]), dtype=self.float_type) for label in (1, 0))
+            weight = torch.where(target_tensor > 0.5, one, zero)
         # [/docs:lightning-sample-weights]
         return SplitTensors(torch.as_tensor(np.ascontiguousarray(features, dtype=np.int64)), target_tensor, weight)
 

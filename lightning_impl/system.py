@@ -42,6 +42,9 @@ Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
 
 HISTORY_CHECKPOINT_KEY = "keras_history"
 RANDOM_STATE_CHECKPOINT_KEY = "random_states"
+# 32 or 64 (hyperparameters.precision): a float64 state_dict loaded into a float32 module would be
+# rounded without a word, so loaders read this first and build the module in that width.
+PRECISION_CHECKPOINT_KEY = "precision"
 
 
 class StreetcarClassifier(L.LightningModule):
@@ -134,8 +137,10 @@ class StreetcarClassifier(L.LightningModule):
         # (a no-op) and keeps Lightning from warning about unsynced epoch metrics under DDP.
         self.log_dict(figures, on_step=False, on_epoch=True, batch_size=1, sync_dist=True)
         if prefix != "test_":
-            # Keep what the callbacks see: Lightning logs float32, as Keras's logs are.
-            self._epoch_figures.update({key: float(np.float32(value)) for key, value in figures.items()})
+            # Keep what the callbacks see: Lightning logs float32, as Keras's logs are (float64 in a
+            # --precision 64 run, where Keras's metric trackers follow floatx).
+            width = np.float64 if self.precision_bits == 64 else np.float32
+            self._epoch_figures.update({key: float(width(value)) for key, value in figures.items()})
     # [/docs:lightning-log-epoch]
 
     # [docs:lightning-optimizer]
@@ -149,6 +154,12 @@ class StreetcarClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[HISTORY_CHECKPOINT_KEY] = {key: list(values) for key, values in self.history.items()}
         checkpoint[RANDOM_STATE_CHECKPOINT_KEY] = collect_random_states()
+        checkpoint[PRECISION_CHECKPOINT_KEY] = self.precision_bits
+
+    @property
+    def precision_bits(self) -> int:
+        """32 or 64: the width the network's weights are in now."""
+        return 64 if self.net.output.weight.dtype == torch.float64 else 32
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = {key: list(values) for key, values in checkpoint.get(HISTORY_CHECKPOINT_KEY, {}).items()}
@@ -164,4 +175,4 @@ class StreetcarClassifier(L.LightningModule):
         return parameter_counts(self.net)
 
 
-__all__ = ["StreetcarClassifier", "HISTORY_CHECKPOINT_KEY", "RANDOM_STATE_CHECKPOINT_KEY"]
+__all__ = ["StreetcarClassifier", "HISTORY_CHECKPOINT_KEY", "RANDOM_STATE_CHECKPOINT_KEY", "PRECISION_CHECKPOINT_KEY"]

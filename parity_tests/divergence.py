@@ -36,10 +36,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from configs.cli import OneLineArgumentParser, positive_int
-from configs.loader import load_config, resolve_experiment
-from experiment.artifacts import write_json
 from configs.console import UserError, emit_json, run_main, say
-from parity_tests.lockstep import ACTIVATION_KINKS, PRECISIONS, Setting, train_in_lockstep
+from configs.loader import PRECISIONS, load_config, resolve_experiment
+from experiment.artifacts import write_json
+from parity_tests.lockstep import ACTIVATION_KINKS, Setting, train_in_lockstep
 
 DIVERGED_LOSS = 1e-4          # the threshold: an update whose two losses differ by more has parted
 NEAR_KINK = 1e-5              # a logit this close to ±kink counts as "at the kink"

@@ -26,18 +26,17 @@ and the runs are not comparable update by update.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from data import COLUMNS
 from data.batches import batch_slices, epoch_permutation
+from keras_impl.precision import FLOAT_TYPES, keras_float_type
 
 # Where each output activation stops passing a gradient: |logit| >= kink.
 ACTIVATION_KINKS = {"hard_sigmoid": 3.0, "hard_sigmoid_keras2": 2.5, "sigmoid": None}
-PRECISIONS = {32: "float32", 64: "float64"}
 
 
 @dataclass
@@ -56,26 +55,6 @@ class Setting:
         return f"{self.activation}-float{self.precision}"
 
 
-@contextlib.contextmanager
-def keras_float_type(precision: int) -> Iterator[None]:
-    """Keras's own precision switches, both restored afterwards.
-
-    set_floatx alone is not enough: once Keras has built a layer it keeps a global dtype policy
-    (keras.config.dtype_policy()), which later layers follow whatever floatx says, so a float64
-    model built after a float32 one would silently be float32.  The policy is set too.
-    """
-    import keras
-
-    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx(PRECISIONS[precision])
-    keras.config.set_dtype_policy(PRECISIONS[precision])
-    try:
-        yield
-    finally:
-        keras.config.set_floatx(floatx)
-        keras.config.set_dtype_policy(policy)
-
-
 class KerasSide:
     """The keras_impl model: its training-mode logits and loss for a batch, and one training update."""
 
@@ -85,7 +64,7 @@ class KerasSide:
 
         from keras_impl.model import OUTPUT_LAYER_NAME, build_model, compile_model, set_canonical_weights
 
-        self.dtype = PRECISIONS[setting.precision]
+        self.dtype = FLOAT_TYPES[setting.precision]
         self.model = compile_model(build_model(vocab_sizes, dropout_rate=0.0, output_activation=setting.activation),
                                    setting.learning_rate)
         built = {variable.dtype for variable in self.model.weights}

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from parity_tests import divergence, divergence_page
-from parity_tests.lockstep import KerasSide, Setting, keras_float_type
+from keras_impl.precision import keras_float_type
+from parity_tests.lockstep import KerasSide, Setting
 
 SAMPLE = ["--sample-rows", "20000", "--epochs", "1"]
 

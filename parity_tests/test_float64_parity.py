@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parity_tests.lockstep import KerasSide, LightningSide, Setting, keras_float_type
+from keras_impl.precision import keras_float_type
+from parity_tests.lockstep import KerasSide, LightningSide, Setting
 
 TOLERANCE = 1e-12
 ACTIVATIONS = ("hard_sigmoid", "hard_sigmoid_keras2", "sigmoid")
@@ -101,7 +102,7 @@ def test_the_float64_switch_holds_after_a_float32_model_was_built():
     """Keras keeps a global dtype policy once a layer exists; set_floatx alone would leave float32 layers."""
     import keras
 
-    from parity_tests.lockstep import keras_float_type
+    from keras_impl.precision import keras_float_type
 
     keras.layers.Dense(1).build((None, 2))                        # a float32 layer first, as in a long session
     with keras_float_type(64):
