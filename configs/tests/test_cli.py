@@ -47,3 +47,20 @@ def test_command_parser_prints_its_epilog_as_written_and_errors_on_one_line(caps
         parser.parse_args(["--n", "0"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == "error: argument --n: 0 must be >= 1; see python -m example --help\n"
+
+
+def test_precision_flag_overrides_the_config_and_bad_widths_are_refused(capsys, tmp_path):
+    from configs.cli import add_common_arguments, resolve_run_request
+    from configs.loader import ConfigError, load_config, override
+
+    assert load_config().hyperparameters.precision == 32          # the book's float32 is the default
+    parser = add_common_arguments(command_parser("prog", "test"))
+    request = resolve_run_request(parser.parse_args(["--precision", "64", "--out-dir", str(tmp_path)]))
+    assert request.config.hyperparameters.precision == 64
+    assert resolve_run_request(parser.parse_args(["--out-dir", str(tmp_path)])).config.hyperparameters.precision == 32
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(["--precision", "16"])
+    assert stop.value.code == 2
+    assert "argument --precision: invalid choice: 16 (choose from 32, 64)" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"'hyperparameters.precision' = 16; valid: 32, 64"):
+        override(load_config(), "hyperparameters.precision", 16)

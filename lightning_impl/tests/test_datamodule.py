@@ -166,3 +166,18 @@ def test_batch_loader_yields_what_a_torch_dataloader_would(dataset):
         for ours, theirs in zip(fast, reference, strict=True):
             assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
     assert fast.batch_sampler is None and fast.batch_size is None      # what Lightning inspects
+
+
+def test_a_float64_run_gets_float64_targets_and_unrounded_class_weights(dataset):
+    one_weight = 44.941867828369  # a balanced weight that float32 would round (to 44.94186782836914)
+    datamodule = StreetcarDataModule(dataset, batch_size=1000, seed=42, class_weight={0: 1.0, 1: one_weight},
+                                     precision=64)
+    datamodule.setup("fit")
+    _, target, weight = collect(datamodule.train_dataloader())[0]
+    assert target.dtype == torch.float64 and weight.dtype == torch.float64
+    assert set(weight.tolist()) <= {1.0, one_weight} and one_weight in weight.tolist()
+    single = StreetcarDataModule(dataset, batch_size=1000, seed=42, class_weight={0: 1.0, 1: one_weight})
+    single.setup("fit")
+    assert collect(single.train_dataloader())[0][2].dtype == torch.float32
+    with pytest.raises(ValueError, match=r"precision 16; valid: 32, 64"):
+        StreetcarDataModule(dataset, class_weight={0: 1.0, 1: 2.0}, precision=16)
