@@ -108,7 +108,7 @@ def keras_to_lightning(keras_path: str | Path, out_path: str | Path, *, legacy_k
 
         architecture = keras_architecture(model, str(keras_path))
         vocabularies, vocabulary_source = vocabularies_for(keras_path, vocabulary_path)
-        weights = get_canonical_weights(model)
+        weights = get_canonical_weights(model)   # in the model's own width: float64 for a --precision 64 run
 
         def source_predict(features: np.ndarray) -> np.ndarray:
             return predict_columns(model, features)
@@ -126,6 +126,7 @@ def keras_to_lightning(keras_path: str | Path, out_path: str | Path, *, legacy_k
         max_diff = _verify(actual, expected, f"{out_path} (converted from {keras_path})")
     return {"input": str(keras_path), "output": str(out_path), "direction": "keras-to-lightning", "kind": kind,
             "output_activation": architecture["output_activation"], "vocabulary": vocabulary_source,
+            "precision": checkpoint["precision"],
             "verify_rows": int(len(probe)), "verify_max_abs_diff": max_diff}
 
 
@@ -148,6 +149,9 @@ def build_checkpoint(weights: Mapping[str, np.ndarray], vocabularies: Vocabulari
     from lightning_impl.model import set_canonical_weights
 
     classifier = new_classifier(vocabularies, architecture)
+    if {np.asarray(value).dtype for value in weights.values()} == {np.dtype(np.float64)}:
+        # A --precision 64 model stays float64; its checkpoint records it (StreetcarClassifier.on_save_checkpoint).
+        classifier = classifier.double()
     set_canonical_weights(classifier_network(classifier), weights, source=str((source or {}).get("path", "weights")))
     checkpoint: dict[str, Any] = {
         "epoch": 0,
@@ -182,8 +186,10 @@ def lightning_to_keras(ckpt_path: str | Path, out_path: str | Path) -> dict[str,
     import keras
     from keras_impl.legacy import predict_columns
     from keras_impl.model import build_model, set_canonical_weights
+    from keras_impl.precision import keras_float_type
 
-    model = build_with(build_model, lightning_architecture(net))
+    with keras_float_type(classifier.precision_bits):  # the .keras file's dtype policy records it
+        model = build_with(build_model, lightning_architecture(net))
     set_canonical_weights(model, get_canonical_weights(net), source=str(ckpt_path))
     vocabularies = classifier_vocabularies(classifier, ckpt_path)
     vocabulary_path = out_path.with_name(VOCABULARY_FILE)
@@ -200,6 +206,7 @@ def lightning_to_keras(ckpt_path: str | Path, out_path: str | Path) -> dict[str,
     vocabularies.save(vocabulary_path)
     return {"input": str(ckpt_path), "output": str(out_path), "direction": "lightning-to-keras",
             "vocabulary": str(vocabulary_path), "output_activation": net.output_activation,
+            "precision": classifier.precision_bits,
             "verify_rows": int(len(probe)), "verify_max_abs_diff": max_diff}
 
 
@@ -252,7 +259,7 @@ def _predict_network(net: Any, features: np.ndarray) -> np.ndarray:
 
     net.eval()
     with torch.no_grad():
-        return net(torch.as_tensor(features, dtype=torch.int64)).detach().cpu().numpy().reshape(-1).astype(np.float32)
+        return net(torch.as_tensor(features, dtype=torch.int64)).detach().cpu().numpy().reshape(-1).astype(np.float64)
 
 
 def _verify(actual: np.ndarray, expected: np.ndarray, what: str) -> float:

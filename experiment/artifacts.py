@@ -37,7 +37,9 @@ RESULT_KEYS = ("framework", "experiment", "epochs_run", "best_epoch", "best_valu
                "model",
                # experiment.verdict.judge_test: one class for >= 99 % of test rows or recall < 0.05,
                # and the share of test rows called "delay".
-               "degenerate", "predicted_positive_share")
+               "degenerate", "predicted_positive_share",
+               # hyperparameters.precision / --precision: 32 or 64.
+               "precision")
 
 
 def create_run_dir(out_dir: str | Path, framework: str, experiment: str) -> Path:

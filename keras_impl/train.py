@@ -168,10 +168,13 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None,
     """
     started = time.perf_counter()
     from experiment.reliability import sigterm_raises_interrupt
+    from keras_impl.precision import keras_float_type
     from keras_impl.runtime import native_logs_silenced, start_tensorflow
 
     device = device or start_tensorflow()
-    with native_logs_silenced(), sigterm_raises_interrupt():
+    # --precision 64: floatx and the dtype policy for the whole run, restored afterwards (keras_impl.precision).
+    with native_logs_silenced(), sigterm_raises_interrupt(), \
+            keras_float_type(request.config.hyperparameters.precision):
         return run_experiment(request, dataset=dataset, device=device, progress=progress, started=started,
                               initial_weights=initial_weights, resume=resume)
 
@@ -199,7 +202,7 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
     sizes = {split: int(len(rows)) for split, rows in dataset.splits.items()}
     progress(f"keras experiment {settings.experiment} ({settings.description}): {settings.epochs} epoch(s), "
              f"rows {sizes}, class_weight {class_weight}, batch order {config.general.batch_order}, "
-             f"device {device}, run dir {run_dir}"
+             f"float{config.hyperparameters.precision}, device {device}, run dir {run_dir}"
              + resume_note(resume is not None and place.stopped is None, place.first_epoch, place.fit_epochs,
                            run_dir / BACKUP_DIR))
 

@@ -123,7 +123,8 @@ def build_datamodule(request: RunRequest, dataset: PreparedDataset, class_weight
     # [docs:lightning-datamodule]
     datamodule = StreetcarDataModule(dataset, batch_size=config.hyperparameters.batch_size,
                                      batch_order=config.general.batch_order, seed=config.general.seed,
-                                     class_weight=class_weight, steps_per_execution=steps_per_execution)
+                                     class_weight=class_weight, steps_per_execution=steps_per_execution,
+                                     precision=config.hyperparameters.precision)
     # [/docs:lightning-datamodule]
     return datamodule
 
@@ -160,6 +161,9 @@ def build_trainer(config, *, callbacks: list, max_epochs: int, accelerator: str 
     return L.Trainer(
         accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes, max_epochs=max_epochs,
         deterministic=config.general.repeatable_run if deterministic is None else deterministic,
+        # hyperparameters.precision 64: "64-true" casts the module and every floating batch to float64,
+        # what Keras's floatx and dtype policy do on the other side (keras_impl.precision).
+        precision=f"{config.hyperparameters.precision}-true",
         callbacks=callbacks,
         # Keras runs no validation before training; a sanity pass would also feed the callbacks.
         num_sanity_val_steps=0,

@@ -193,7 +193,8 @@ def fit_or_reload(trainer, module, datamodule, callbacks, settings, place, *, re
 
 
 def predict_probabilities(net, features: np.ndarray, device, batch_rows: int = PREDICTION_BATCH_ROWS) -> np.ndarray:
-    """p(delay) of every row, (n,) float32: the network called directly in inference mode."""
+    """p(delay) of every row, (n,) float64 (exact for a float32 network; a float64 one is not rounded near
+    the 0.5 threshold): the network called directly in inference mode."""
     import torch
 
     net.eval()
@@ -201,8 +202,8 @@ def predict_probabilities(net, features: np.ndarray, device, batch_rows: int = P
     with torch.inference_mode():
         for start in range(0, len(features), batch_rows):
             batch = torch.as_tensor(np.ascontiguousarray(features[start:start + batch_rows]), device=device)
-            chunks.append(net(batch).reshape(-1).float().cpu().numpy())
-    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+            chunks.append(net(batch).reshape(-1).double().cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float64)
 
 
 def test_kept_model(trainer, kept, datamodule, dataset: PreparedDataset, run_dir: Path) -> dict[str, Any] | None:

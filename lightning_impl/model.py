@@ -199,8 +199,8 @@ def canonical_targets(net: StreetcarNet) -> dict[str, torch.Tensor]:
 
 
 def get_canonical_weights(net: StreetcarNet) -> dict[str, np.ndarray]:
-    """The network's weights under experiment.weights' canonical names, Keras layouts, float32."""
-    return {name: tensor.detach().to("cpu", torch.float32).numpy().copy()
+    """The network's weights under experiment.weights' canonical names, Keras layouts, in the network's width."""
+    return {name: tensor.detach().to("cpu").numpy().copy()
             for name, tensor in canonical_targets(net).items()}
 
 
@@ -212,7 +212,8 @@ def set_canonical_weights(net: StreetcarNet, weights: Mapping[str, np.ndarray], 
         raise ValueError(f"{source} hold non-finite values in {', '.join(non_finite)}")
     with torch.no_grad():
         for name, tensor in canonical_targets(net).items():
-            tensor.copy_(torch.as_tensor(np.asarray(weights[name], dtype=np.float32)).to(tensor.device, tensor.dtype))
+            # Straight to the tensor's dtype: a float64 network gets float64 values unrounded.
+            tensor.copy_(torch.as_tensor(np.asarray(weights[name])).to(tensor.device, tensor.dtype))
 
 
 __all__ = ["StreetcarNet", "KerasBatchNorm1d", "apply_output_activation", "hard_sigmoid_keras2",

@@ -130,6 +130,7 @@ def check_model_hyperparameters(hyper: Mapping[str, Any], state_dict: Mapping[st
 def load_scoring_model(path: str | Path, vocabulary_path: str | Path | None = None):
     """(network in eval mode on CPU, vocabularies) from a StreetcarClassifier checkpoint."""
     from lightning_impl.model import StreetcarNet
+    from lightning_impl.system import PRECISION_CHECKPOINT_KEY
 
     # [docs:lightning-load-checkpoint]
     checkpoint = read_checkpoint(path)
@@ -139,6 +140,8 @@ def load_scoring_model(path: str | Path, vocabulary_path: str | Path | None = No
                            dropout_rate=hyper["dropout_rate"], output_activation=hyper["output_activation"])
     except (ValueError, TypeError, KeyError) as error:
         raise ValueError(f"{path}: hyperparameters do not describe a streetcar model: {error}") from None
+    if checkpoint.get(PRECISION_CHECKPOINT_KEY, 32) == 64:
+        net.double()  # a --precision 64 run: its float64 weights are not rounded to float32 on loading
     prefix = "net."
     state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
     try:

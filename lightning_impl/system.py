@@ -162,6 +162,10 @@ class StreetcarClassifier(L.LightningModule):
         return 64 if self.net.output.weight.dtype == torch.float64 else 32
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get(PRECISION_CHECKPOINT_KEY, 32) == 64:
+            # Lightning copies the state_dict in after this hook (load_from_checkpoint, a resumed fit):
+            # into a float32 module a float64 run's weights would be rounded without a word.
+            self.double()
         self.history = {key: list(values) for key, values in checkpoint.get(HISTORY_CHECKPOINT_KEY, {}).items()}
         # Only a resumed fit continues the random streams (dropout masks); loading a model to
         # score or test must not disturb the caller's generators.

@@ -249,7 +249,7 @@ def train(request: RunRequest, *, dataset: PreparedDataset | None = None, accele
         sizes = {split: int(len(rows)) for split, rows in dataset.splits.items()}
         progress(f"lightning experiment {settings.experiment} ({settings.description}): {settings.epochs} epoch(s), "
                  f"rows {sizes}, class_weight {class_weight}, batch order {config.general.batch_order}, "
-                 f"engine {engine}, run dir {run_dir}"
+                 f"engine {engine}, float{config.hyperparameters.precision}, run dir {run_dir}"
                  + resume_note(resume is not None and place.stopped is None, place.first_epoch, place.fit_epochs,
                                run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT_FILE))
         module, params = prepare_module(request, dataset, class_weight, engine=engine, gradients=gradients,
