@@ -136,8 +136,8 @@ def build_result(request: RunRequest, *, framework: str, outcome: Mapping[str, A
         "device": device,
         "stop_reason": outcome["stop_reason"],
         "model": str(outcome["kept_model"]),  # the file whose test figures these are
-        "precision": request.config.hyperparameters.precision,  # 32 or 64: the float width of the run
         **judge_test(test),  # "degenerate", "predicted_positive_share"
+        "precision": request.config.hyperparameters.precision,  # 32 or 64: the float width of the run
     }
     missing = [key for key in RESULT_KEYS if key not in result]
     if missing:  # pragma: no cover - guards the shared contract

@@ -26,7 +26,7 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_files_get_the_umask_mode_not_mkstemps_0600(tmp_path, umask_022):
+def test_files_get_the_umask_mode_not_a_private_0600(tmp_path, umask_022):
     write_atomic(tmp_path / "result.json", '{"a": 1}')
     with atomic_path(tmp_path / "model.keras") as temporary:
         temporary.write_bytes(b"model")

@@ -52,7 +52,7 @@ def test_write_run_artifacts_writes_four_files(tmp_path):
                   params=parameter_counts(BOOK_VOCABULARIES.sizes()), best_checkpoint=None,
                   run_dir=str(tmp_path), seconds=1.0, device="cpu",
                   stop_reason="completed: 2 of 2 epoch(s)", model=str(tmp_path / "model.keras"),
-                  degenerate=False, predicted_positive_share=0.5)
+                  degenerate=False, predicted_positive_share=0.5, precision=32)
     paths = write_run_artifacts(tmp_path, result)
     assert sorted(p.name for p in paths.values()) == \
         ["confusion_matrix.png", "curves.png", "history.csv", "result.json"]
