@@ -115,14 +115,14 @@ class KerasCompatibleModelCheckpoint(RunRelativePaths, ModelCheckpoint):
 
     * The first monitored value is always saved and becomes the best even if it
       is NaN (Keras best=None; a first NaN is then unbeatable).  Stock Lightning
-      stores NaN as +-inf, so any later finite value replaces it (row 4).
-    * Strictly better values only; ties are not saved (same in both, row 3).
+      stores NaN as +-inf, so any later finite value replaces it (row 18).
+    * Strictly better values only; ties are not saved (the same in both: docs/differences.md, "What is the same").
       Neither framework's ModelCheckpoint has a min_delta.
     * save_top_k=1: only the best file stays on disk.  Keras with {epoch} in
-      the path keeps every improvement file (row 6a); the best epoch is the same.
+      the path keeps every improvement file (row 23); the best epoch is the same.
     * File names come from the configured template with Keras's 1-based epoch
       (`best-epoch04-val_accuracy0.7316.ckpt` for idx 3), not Lightning's
-      0-based `epoch=03` (row 6b).
+      0-based `epoch=03` (row 22).
     * With `stop_on_non_finite=True` (the trainer's divergence policy) a
       non-finite value is never saved as the best.
     """

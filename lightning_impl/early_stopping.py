@@ -38,13 +38,13 @@ class KerasCompatibleEarlyStopping(EarlyStopping):
       divergence policy, not Keras.
     * Comparisons in float32 after a Python-float subtraction, like Keras.
     * `patience` given to the constructor survives `load_state_dict`; stock
-      Lightning 2.6 overwrites it with the checkpoint's value (row 8, caveat a).
+      Lightning 2.6 overwrites it with the checkpoint's value (docs/differences.md row 30).
     * State is reset in `setup('fit')`, like Keras's `on_train_begin`, so a
       reused instance starts afresh; Lightning restores checkpoint state *after*
-      setup, so `fit(ckpt_path=...)` still resumes it (row 8).  Stock Lightning
-      never resets (row 6e).
+      setup, so `fit(ckpt_path=...)` still resumes it (row 29).  Stock Lightning
+      never resets (row 21).
 
-    Patience arithmetic is unchanged (row 1): both frameworks stop on the
+    Patience arithmetic is unchanged (row 20): both frameworks stop on the
     `patience`-th consecutive non-improving epoch; patience 0 and 1 behave
     alike; `stopped_epoch` is the 0-based index of the last epoch that ran.
     """
@@ -56,7 +56,7 @@ class KerasCompatibleEarlyStopping(EarlyStopping):
         patience = check_patience(patience, owner)
         min_delta = check_min_delta(min_delta, owner)
         # check_finite=False: the finiteness policy lives in _evaluate_stopping_criteria.
-        # strict=True (Lightning default): a missing key raises; Keras only warns (row 9).
+        # strict=True (Lightning default): a missing key raises; Keras only warns (docs/differences.md row 27).
         super().__init__(monitor=monitor, min_delta=min_delta, patience=patience, verbose=verbose,
                          mode=mode, strict=True, check_finite=False)
         self.stop_on_non_finite = bool(stop_on_non_finite)
@@ -114,7 +114,7 @@ class KerasCompatibleEarlyStopping(EarlyStopping):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        # Lightning 2.6 restores `patience` from the checkpoint (row 8, caveat a),
+        # Lightning 2.6 restores `patience` from the checkpoint (docs/differences.md row 30),
         # so a resumed run could not change it.  Here the constructor's value
         # wins: resuming with a new patience applies it to the restored wait count.
         self.patience = self.configured_patience

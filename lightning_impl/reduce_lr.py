@@ -139,7 +139,7 @@ class KerasCompatibleReduceLROnPlateau(Callback):
         return reduced
 
     def state_dict(self) -> dict[str, Any]:
-        # Keras keeps none of this across a restart (row 8); Lightning restores
+        # Keras keeps none of this across a restart (docs/differences.md row 29); Lightning restores
         # callback state, so a resumed run reduces on the same epochs as an
         # uninterrupted one.  The rate itself lives in the optimizer state.
         return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}

@@ -47,17 +47,17 @@ def frameworks() -> None:
 
 # (id, values, monitor, mode, patience, min_delta, keras (epochs_run, best_epoch), lightning (epochs_run, best_epoch))
 SCENARIOS = [
-    # Keras's own patience example [row 1]: stops at idx 3, 3, 4, 5.
+    # Keras's own patience example [differences.md row 20]: stops at idx 3, 3, 4, 5.
     ("keras-doc-patience-0", KERAS_DOC, "val_loss", "min", 0, 0.0, (4, 2), (4, 2)),
     ("keras-doc-patience-1", KERAS_DOC, "val_loss", "min", 1, 0.0, (4, 2), (4, 2)),
     ("keras-doc-patience-2", KERAS_DOC, "val_loss", "min", 2, 0.0, (5, 2), (5, 2)),
     ("keras-doc-patience-3", KERAS_DOC, "val_loss", "min", 3, 0.0, (6, 2), (6, 2)),
     ("keras-doc-train-loss", KERAS_DOC, "loss", "min", 3, 0.0, (6, 2), (6, 2)),
-    # Ties with the best are not improvements [row 3].
+    # Ties with the best are not improvements [differences.md, "What is the same"].
     ("tie-min", [3, 2, 2, 2, 1], "val_loss", "min", 2, 0.0, (4, 1), (4, 1)),
     ("tie-max", [0.5, 0.75, 0.75, 1.0, 1.0], "val_accuracy", "max", 2, 0.0, (5, 3), (5, 3)),
     ("tie-at-once", [0.5, 0.5], "val_accuracy", "max", 1, 0.0, (2, 0), (2, 0)),
-    # min_delta: a change of exactly min_delta is not an improvement [row 2];
+    # min_delta: a change of exactly min_delta is not an improvement [differences.md row 19];
     # ModelCheckpoint has no min_delta, so it may keep an epoch ES did not count.
     ("min-delta-min-exact-p1", [2, 1.5, 1, 0.75, 0.25], "val_loss", "min", 1, 0.5, (2, 1), (2, 1)),
     ("min-delta-min-exact-p2", [2, 1.5, 1, 0.75, 0.25], "val_loss", "min", 2, 0.5, (5, 4), (5, 4)),
@@ -76,7 +76,7 @@ SCENARIOS = [
     # Never improving: stops after `patience` epochs, best is idx 0.
     ("worsening-max-p2", [0.9, 0.8, 0.7, 0.6, 0.5], "val_accuracy", "max", 2, 0.0, (3, 0), (3, 0)),
     ("worsening-min-p0", [1, 2, 3, 4], "val_loss", "min", 0, 0.0, (2, 0), (2, 0)),
-    # NaN [rows 1b, 4]: first -> Keras's unbeatable best; later -> never an improvement.
+    # NaN [differences.md rows 17, 18]: first -> Keras's unbeatable best; later -> never an improvement.
     ("nan-first", [NAN, 0.6, 0.7, 0.8, 0.9], "val_accuracy", "max", 2, 0.0, (3, 0), (3, 0)),
     ("nan-first-p0", [NAN, 1, 0.5], "val_loss", "min", 0, 0.0, (2, 0), (2, 0)),
     ("nan-middle-p3", [3, 2, NAN, 1, 0.5], "val_loss", "min", 3, 0.0, (5, 4), (5, 4)),
@@ -127,11 +127,11 @@ def test_project_callbacks_match_keras(values: list[float], monitor: str, mode: 
 
 
 @pytest.mark.parametrize(("values", "monitor", "mode", "patience", "keras_expected", "stock_expected"), [
-    # NaN first [rows 1b, 4]: Keras's unbeatable best; stock check_finite stops at idx 0.
+    # NaN first [differences.md rows 17, 18]: Keras's unbeatable best; stock check_finite stops at idx 0.
     ([NAN, 0.6, 0.7, 0.8, 0.9], "val_accuracy", "max", 2, (3, 0), (1, 0)),
-    # +inf first in min mode [row 1b]: Keras's first best; stock stops at idx 0.
+    # +inf first in min mode [differences.md row 17]: Keras's first best; stock stops at idx 0.
     ([INF, 3, 2, 1], "val_loss", "min", 1, (4, 3), (1, 0)),
-    # NaN in the middle [row 4]: Keras runs on; stock stops at the NaN epoch.
+    # NaN in the middle [differences.md row 18]: Keras runs on; stock stops at the NaN epoch.
     ([3, 2, NAN, 1, 0.5], "val_loss", "min", 3, (5, 4), (3, 1)),
 ], ids=["nan-first", "inf-first-min", "nan-middle"])
 def test_non_finite_values_stock_lightning_vs_project(values: list[float], monitor: str, mode: str, patience: int,
@@ -148,7 +148,8 @@ def test_non_finite_values_stock_lightning_vs_project(values: list[float], monit
 
 
 def test_default_mode_is_min_in_lightning_auto_in_keras() -> None:
-    """[row 10] val_accuracy without a mode: Keras 'auto' maximises, Lightning minimises and stops early."""
+    """[differences.md row 16] val_accuracy without a mode: Keras 'auto' maximises, Lightning minimises
+    and stops early."""
     rising = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     stock = replay(rising, "val_accuracy", None, 2, lightning_defaults=True)
     assert outcome(stock["keras"]) == (6, 5) and stock["keras"]["mode"] == "max"
@@ -164,7 +165,7 @@ def test_default_mode_is_min_in_lightning_auto_in_keras() -> None:
 
 
 def test_negative_min_delta_is_a_tolerance_in_lightning_and_refused_by_the_project() -> None:
-    """[row 2] Keras uses abs(-0.5); Lightning lets values up to 0.5 worse count as improvements."""
+    """[differences.md row 19] Keras uses abs(-0.5); Lightning lets values up to 0.5 worse count as improvements."""
     worsening = [2, 2.25, 2.5, 2.75, 3]
     stock = replay(worsening, "val_loss", "min", 1, min_delta=-0.5, lightning_defaults=True)
     assert outcome(stock["keras"]) == (2, 0)
@@ -176,13 +177,13 @@ def test_negative_min_delta_is_a_tolerance_in_lightning_and_refused_by_the_proje
 
 
 def test_checkpoint_file_names_use_kerass_one_based_epoch() -> None:
-    """[row 6b] Best idx 3: Keras and the project write epoch04; stock Lightning writes epoch=3."""
+    """[differences.md row 22] Best idx 3: Keras and the project write epoch04; stock Lightning writes epoch=3."""
     values = [0.5, 0.6, 0.65, 0.7316, 0.7]
     project = replay(values, "val_accuracy", "max", 5)
     assert project["keras"]["best_file"] == "best-epoch04-val_accuracy0.7316.weights.h5"
     assert project["lightning"]["best_file"] == "best-epoch04-val_accuracy0.7316.ckpt"
     assert project["lightning"]["files"] == ["best-epoch04-val_accuracy0.7316.ckpt", "last.ckpt"]
-    # Keras keeps one file per improvement [row 6a]; the best epoch is the same.
+    # Keras keeps one file per improvement [differences.md row 23]; the best epoch is the same.
     assert len(project["keras"]["files"]) == 4 and project["agree"] is True
 
     stock = replay(values, "val_accuracy", "max", 5, lightning_defaults=True)

@@ -81,7 +81,7 @@ def test_learning_rate_drops_on_the_same_epochs(values: list[float], options: di
 
 
 def test_torch_defaults_reduce_one_epoch_later() -> None:
-    """Flat [5]*8, patience 2: Keras halves from idx 3, torch's stock scheduler from idx 4 [row 11]."""
+    """Flat [5]*8, patience 2: Keras halves from idx 3, torch's stock scheduler from idx 4 [differences.md row 26]."""
     rates = replay_reduce_lr([5.0] * 8, **project_settings())
     assert rates["drops"]["keras"] == [3, 5, 7]
     assert rates["drops"]["torch_stock"] == [4, 7]
@@ -89,7 +89,8 @@ def test_torch_defaults_reduce_one_epoch_later() -> None:
 
 
 def test_torch_relative_threshold_reduces_where_keras_does_not() -> None:
-    """[row 11] 1000 - 0.03 * idx: 0.03 beats Keras's absolute 1e-4, not torch's relative 1e-4 * 1000 = 0.1."""
+    """[differences.md row 26] 1000 - 0.03 * idx: 0.03 beats Keras's absolute 1e-4, not torch's relative
+    1e-4 * 1000 = 0.1."""
     rates = replay_reduce_lr([1000 - 0.03 * index for index in range(8)], factor=0.5, patience=2)
     assert rates["drops"]["keras"] == rates["drops"]["lightning"] == []
     assert rates["drops"]["torch_stock"] == [4]

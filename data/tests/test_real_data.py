@@ -39,7 +39,7 @@ def real_dataset(real_raw_dir, real_cache):
     return load_prepared(None, real_raw_dir, cache_dir=real_cache, progress=False)
 
 
-def test_raw_rows_and_spec_anomaly_counts(real_raw):
+def test_raw_rows_and_anomaly_counts(real_raw):
     assert len(real_raw) == 76_891
     assert real_raw.groupby("source_file", sort=False).size().tolist() == FILE_ROWS
     assert real_raw.groupby("source_file", sort=False)["source_sheet"].nunique().tolist() == FILE_SHEETS
@@ -79,7 +79,7 @@ def test_prepared_report(real_dataset):
     assert [entry["rows"] for entry in report["raw_files"]] == FILE_ROWS
 
 
-def test_vocabularies_are_spec_4(real_dataset):
+def test_vocabularies_are_the_books_99_codes(real_dataset):
     assert real_dataset.vocab_sizes == {"hour": 24, "Route": 14, "daym": 31, "month": 12, "year": 6,
                                         "Direction": 5, "day": 7}
     assert sum(real_dataset.vocab_sizes.values()) == 99

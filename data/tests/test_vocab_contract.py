@@ -9,7 +9,7 @@ import pytest
 from data import BOOK_VOCABULARIES, COLUMNS, Vocabularies, encode_trip
 
 
-def test_book_vocabularies_match_spec_section_4():
+def test_book_vocabularies_have_99_codes_in_column_order():
     assert BOOK_VOCABULARIES.sizes() == {"hour": 24, "Route": 14, "daym": 31, "month": 12, "year": 6,
                                          "Direction": 5, "day": 7}
     assert sum(BOOK_VOCABULARIES.sizes().values()) == 99

@@ -273,7 +273,7 @@ def test_resume_with_a_new_patience_uses_the_new_patience(tmp_path: Path) -> Non
 
 
 def test_stock_lightning_resume_overwrites_patience(tmp_path: Path) -> None:
-    """The Lightning 2.6 behaviour the project's EarlyStopping changes (row 8, caveat a)."""
+    """The Lightning 2.6 behaviour the project's EarlyStopping changes (docs/differences.md row 30)."""
     def stock(patience: int) -> list[pl.Callback]:
         return [EarlyStopping("val_loss", mode="min", patience=patience),
                 ModelCheckpoint(dirpath=str(tmp_path), filename="last", monitor=None, save_top_k=1,
