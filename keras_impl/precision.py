@@ -51,11 +51,3 @@ def current_float_type() -> np.dtype:
 
     return np.dtype(keras.config.floatx())
 
-
-def model_precision(model) -> int:
-    """32 or 64: the width of a built model's weights (what a .keras file recorded in its dtype policy)."""
-    widths = {np.dtype(variable.dtype).itemsize * 8 for variable in model.weights}
-    if len(widths) != 1 or widths.pop() not in PRECISIONS:
-        raise ValueError(f"the model mixes or uses unsupported float types: "
-                         f"{sorted({str(variable.dtype) for variable in model.weights})}")
-    return np.dtype(model.weights[0].dtype).itemsize * 8
