@@ -39,6 +39,9 @@ ENGINES = ("plain", "fast")
 # hyperparameters.precision / --precision: the float width of weights, activations, losses and metrics
 # (Keras: floatx and the dtype policy; Lightning: Trainer(precision="32-true" | "64-true")).
 PRECISIONS = (32, 64)
+# keras.jit_compile / --jit-compile: Model.compile(jit_compile=...); Keras's own default "auto"
+# turns XLA off on a CPU-only machine and on with a GPU (keras.src.trainers.trainer).
+JIT_COMPILE_CHOICES = ("auto", True, False)
 # Keras: mode 'auto' | 'min' | 'max' (unknown strings warn and fall back to 'auto').
 # Lightning: 'min' | 'max', default 'min'.  The project: 'min' | 'max', always given.
 MODES = ("min", "max")
@@ -116,6 +119,20 @@ class LightningConfig:
 
 
 @dataclass(frozen=True)
+class KerasConfig:
+    """Settings only keras_impl reads: how Model.compile runs the steps (lightning_impl ignores the section).
+
+    steps_per_execution runs that many batches per call of the compiled train
+    function (the book's 1): the same updates, bit for bit.  jit_compile
+    compiles it with XLA, which fuses operations and rounds differently
+    (docs/differences.md, "Keras execution options").
+    """
+
+    steps_per_execution: int = 1
+    jit_compile: bool | str = "auto"
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     description: str
     early_stop: bool
@@ -135,6 +152,7 @@ class Config:
     callbacks: CallbacksConfig
     lightning: LightningConfig
     experiments: Mapping[str, ExperimentConfig]
+    keras: KerasConfig = KerasConfig()     # absent in an older config or saved run: Keras's defaults
     source: str = field(default="<dict>", compare=False)
 
 
@@ -177,6 +195,13 @@ def _validate(config: Config) -> None:
              f"{source}: 'general.batch_order' = {general.batch_order!r}; valid: {', '.join(BATCH_ORDERS)}")
     _require(config.lightning.engine in ENGINES,
              f"{source}: 'lightning.engine' = {config.lightning.engine!r}; valid: {', '.join(ENGINES)}")
+    _require(config.keras.steps_per_execution >= 1,
+             f"{source}: 'keras.steps_per_execution' = {config.keras.steps_per_execution}; must be >= 1")
+    _require(config.keras.jit_compile in JIT_COMPILE_CHOICES,
+             f"{source}: 'keras.jit_compile' = {config.keras.jit_compile!r}; valid: auto, true, false")
+    _require(not (config.keras.jit_compile is True and general.repeatable_run),
+             f"{source}: 'keras.jit_compile' = true needs 'general.repeatable_run': false: Keras turns XLA off "
+             f"while TensorFlow's op determinism is on (keras.src.trainers.trainer.model_supports_jit)")
     _require(general.seed >= 0, f"{source}: 'general.seed' must be >= 0, got {general.seed}")
     for name in ("test_proportion", "valid_proportion"):
         value = getattr(parms, name)

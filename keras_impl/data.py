@@ -99,6 +99,28 @@ def batches_per_epoch(n_rows: int, batch_size: int) -> int:
     return -(-int(n_rows) // int(batch_size))
 
 
+def check_steps_per_execution(n_rows: int, batch_size: int, steps_per_execution: int, batch_order: str) -> None:
+    """ValueError unless Keras can run `steps_per_execution` batches per call without moving the epochs' edges.
+
+    Measured with keras 3.15: given steps_per_epoch (the shared stream), fit
+    runs ceil(steps / K) calls of K batches an epoch, so when K does not divide
+    the epoch's batches it takes the next epoch's first batches and every
+    epoch's validation, checkpoint and early-stopping decision moves.  With
+    Keras's own order (arrays, no steps_per_epoch) the last call of an epoch
+    is shorter and nothing moves (keras_impl/tests/test_execution_options.py).
+    """
+    if steps_per_execution == 1 or batch_order != "shared":
+        return
+    batches = batches_per_epoch(n_rows, batch_size)
+    if batches % steps_per_execution:
+        divisors = [k for k in range(1, batches + 1) if batches % k == 0]
+        shown = ", ".join(f"{k:,}" for k in divisors[:12]) + (", ..." if len(divisors) > 12 else "")
+        raise ValueError(
+            f"keras.steps_per_execution = {steps_per_execution} does not divide the {batches:,} batches of an "
+            f"epoch: with the shared batch order Keras would take the next epoch's first batches into this one; "
+            f"use a divisor ({shown}) or general.batch_order: framework")
+
+
 def build_shared_order_stream(features: np.ndarray, target: np.ndarray, sample_weight: np.ndarray, *,
                               batch_size: int, seed: int, epochs: int, first_epoch: int = 0):
     """tf.data stream of (inputs, target, sample_weight) batches for epochs first_epoch..epochs-1.

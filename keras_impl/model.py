@@ -126,7 +126,8 @@ def build_model(vocab_sizes: Mapping[str, int], *, embedding_dim: int = 10, drop
     # [/docs:keras-assemble]
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+def compile_model(model: keras.Model, learning_rate: float, *, steps_per_execution: int = 1,
+                  jit_compile: bool | str = "auto") -> keras.Model:
     """SGD without momentum + binary cross-entropy, with the book's metrics.
 
     History keys: loss, accuracy, recall, weighted_accuracy and their val_*.
@@ -135,6 +136,9 @@ def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
     `weighted_metrics`: each row counts with its class weight).  Validation
     batches carry no weights, so val_weighted_accuracy equals val_accuracy.
     Both metrics count p > 0.5 as "delay", as torchmetrics does.
+    steps_per_execution and jit_compile are Keras's own compile options (the
+    config's `keras` section; defaults as Keras's): how the train function
+    runs, not what it computes (docs/differences.md, "Keras execution options").
     """
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
@@ -144,6 +148,8 @@ def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.Recall(name="recall")],
         weighted_metrics=[keras.metrics.BinaryAccuracy(name="weighted_accuracy")],
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
     )
     # [/docs:keras-compile]
     return model

@@ -58,6 +58,7 @@ stopped (docs/reliability.md).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from configs.cli import RunRequest, resolve_run_request
+from configs.cli import RunRequest, positive_int, resolve_run_request
 from data.dataset import PreparedDataset
 from experiment.artifacts import summarize_test
 from experiment.commands import report_result, trainer_parser, training_examples
@@ -114,7 +115,8 @@ def build_compiled_model(request: RunRequest, dataset: PreparedDataset):
     hyper = request.config.hyperparameters
     model = build_model(dataset.vocab_sizes, embedding_dim=hyper.embedding_dim,
                         dropout_rate=hyper.dropout_rate, output_activation=hyper.output_activation)
-    return compile_model(model, hyper.learning_rate)
+    return compile_model(model, hyper.learning_rate, steps_per_execution=request.config.keras.steps_per_execution,
+                         jit_compile=request.config.keras.jit_compile)
 
 
 def build_fit(request: RunRequest, dataset: PreparedDataset, class_weight: Mapping[int, float], *, epochs: int,
@@ -189,12 +191,14 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
     from experiment.reliability import NoFiniteModel, interrupted_while_testing, reach_fault_point
     from experiment.run_state import record_stopped, resume_note, stopped_summary
     from keras_impl.callbacks import BACKUP_DIR
-    from keras_impl.data import split_inputs
+    from keras_impl.data import check_steps_per_execution, split_inputs
     from keras_impl.fit import fit_and_decide, prepare_resume
     from keras_impl.model import parameter_counts
 
     config, settings = request.config, request.settings
     dataset = run_dataset(request, dataset)
+    check_steps_per_execution(len(dataset.splits["train"]), config.hyperparameters.batch_size,
+                              config.keras.steps_per_execution, config.general.batch_order)
     seed_run(config)
     class_weight = resolve_class_weight(request, dataset)
     place = open_run(request, dataset, framework=FRAMEWORK, resume=resume, check_resumable=prepare_resume)
@@ -245,13 +249,41 @@ def run_experiment(request: RunRequest, *, dataset: PreparedDataset | None, devi
 # --------------------------------------------------------------------------
 
 
+def jit_compile_choice(text: str) -> bool | str:
+    """--jit-compile's value as Model.compile takes it: "auto", True or False."""
+    choices = {"auto": "auto", "true": True, "false": False}
+    if text.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"invalid choice {text!r}; valid: auto, true, false")
+    return choices[text.lower()]
+
+
 def build_argument_parser() -> argparse.ArgumentParser:
     parser = trainer_parser(COMMAND, "Keras 3", EPILOG)
+    group = parser.add_argument_group("Keras options")
     # The same flag as python -m lightning_impl.train --resume (docs/reliability.md).
-    parser.add_argument("--resume", default=None, metavar="RUN_DIR",
-                        help="continue an interrupted run in RUN_DIR from its backup/, with the settings saved "
-                             "in that run (only --epochs and --json may be given with it)")
+    group.add_argument("--resume", default=None, metavar="RUN_DIR",
+                       help="continue an interrupted run in RUN_DIR from its backup/, with the settings saved "
+                            "in that run (only --epochs and --json may be given with it)")
+    group.add_argument("--steps-per-execution", type=positive_int, default=None, metavar="K",
+                       help="batches per call of Keras's compiled train function (Model.compile's "
+                            "steps_per_execution; default keras.steps_per_execution, the book's 1). The same "
+                            "updates, fewer Python round trips; batch-level callbacks see every K-th batch")
+    group.add_argument("--jit-compile", type=jit_compile_choice, default=None, metavar="{auto,true,false}",
+                       help="compile the train function with XLA (Model.compile's jit_compile; default "
+                            "keras.jit_compile, auto = Keras's default: off on a CPU-only machine)")
     return parser
+
+
+def apply_keras_options(request: RunRequest, args: argparse.Namespace) -> RunRequest:
+    """--steps-per-execution and --jit-compile over the config's keras section."""
+    from configs.loader import override
+
+    config = request.config
+    if args.steps_per_execution is not None:
+        config = override(config, "keras.steps_per_execution", args.steps_per_execution)
+    if args.jit_compile is not None:
+        config = override(config, "keras.jit_compile", args.jit_compile)
+    return dataclasses.replace(request, config=config)
 
 
 RESUME_COMPATIBLE_FLAGS = ("epochs", "json", "resume")
@@ -269,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    epochs=args.epochs, json_output=args.json)
         hold_run_lock(args.resume, COMMAND)
     else:
-        request = resolve_run_request(args)
+        request = apply_keras_options(resolve_run_request(args), args)
     result = train(request, resume=args.resume)
     report_result(result, request)
     return 0
