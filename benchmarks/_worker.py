@@ -81,9 +81,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "profile_plain_epochs": 1,      # epochs of the same steps without the Trainer (Lightning's overhead)
     "profile_steps": 100,           # training steps under the torch profiler
     "thread_variant_check": False,  # time the Lightning fit again with torch's default thread count
-    "one_step_per_batch_check": True,  # fast engine: time the fit again with steps_per_execution 1
-    "autograd_variant_check": True,    # fast engine: time the fit again with gradients="autograd"
-    "other_engine_check": True,        # time the Lightning fit again on the engine the product does not use
     "pace_dir": None,               # set by benchmarks.run: the folder of the epoch-by-epoch pacing files
 }
 

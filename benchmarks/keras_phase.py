@@ -15,10 +15,11 @@ import numpy as np
 
 from benchmarks import say
 from experiment.machine import load_average
-from benchmarks.measure import (SCORING_TRIP, EpochClock, benchmark_request, current_rss_mb, dataset_facts,
-                                load_config_for, load_dataset, peak_rss_mb,
+from benchmarks.configurations import describe, keras_configurations
+from benchmarks.measure import (SCORING_TRIP, EpochClock, MemoryWatch, benchmark_request, current_rss_mb,
+                                dataset_facts, load_config_for, load_dataset, peak_rss_mb,
                                 time_scaling, timed_calls, timed_milliseconds)
-from benchmarks.pacing import PACED_INTERVALS, keras_pacer, pace_point
+from benchmarks.pacing import PACED_INTERVALS, PaceSteps, keras_pacer
 
 def keras_epoch_timer():
     """A Keras callback that times each epoch (on_epoch_begin -> on_epoch_end) on an EpochClock."""
@@ -38,14 +39,23 @@ def keras_epoch_timer():
     return EpochTimer()
 
 
-def keras_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int,
-                     timed: int, paced: bool = False) -> tuple[Any, list[float], list[float]]:
-    """Fit a fresh model for warmup + timed epochs on the train split: (model, wall and CPU seconds of the timed epochs)."""
+def keras_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int, timed: int,
+                     pace: PaceSteps | None = None, overrides: Mapping[str, Any] | None = None
+                     ) -> tuple[Any, list[float], list[float]]:
+    """Fit a fresh model for warmup + timed epochs on the train split: (model, wall and CPU seconds of the timed epochs).
+
+    `overrides` are a configuration's config keys (benchmarks.configurations).
+    With `pace`, every epoch waits for its turn (benchmarks.pacing).
+    """
+    import keras
+
     from experiment.run import resolve_class_weight
     from keras_impl.train import build_compiled_model, build_fit, seed_run
 
-    request = benchmark_request(settings, warmup + timed)
-    seed_run(request.config)   # as keras_impl.train does (deterministic TF ops)
+    request = benchmark_request(settings, warmup + timed, overrides)
+    seed_run(request.config)   # as keras_impl.train does (deterministic TF ops when repeatable_run)
+    if not request.config.general.repeatable_run:
+        keras.utils.set_random_seed(request.config.general.seed)   # seeded, without op determinism
     class_weight = resolve_class_weight(request, dataset)
     model = build_compiled_model(request, dataset)
     arguments = build_fit(request, dataset, class_weight, epochs=warmup + timed)
@@ -53,10 +63,39 @@ def keras_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int,
     arguments.pop("validation_data")
     arguments.pop("validation_batch_size")
     timer = keras_epoch_timer()
-    model.fit(**arguments, callbacks=[keras_pacer(settings), timer] if paced else [timer], verbose=0)
-    if paced:
-        PACED_INTERVALS["keras"] = timer.intervals
+    model.fit(**arguments, callbacks=[keras_pacer(pace), timer] if pace else [timer], verbose=0)
+    if pace:
+        PACED_INTERVALS.setdefault("keras", []).extend(timer.intervals)
     return model, timer.seconds[warmup:], timer.cpu_seconds[warmup:]
+
+
+def time_keras_configurations(settings: Mapping[str, Any], dataset, pace: PaceSteps) -> dict[str, Any]:
+    """Each Keras configuration: paced epochs, its validation pass and its peak memory; the default's model.
+
+    The XLA configurations go first: Keras drops XLA once TensorFlow's op
+    determinism is on (the others' general.repeatable_run), and the public
+    API cannot turn it off again.
+    """
+    from keras_impl.data import batches_per_epoch
+
+    config = load_config_for(settings)
+    batches = batches_per_epoch(len(dataset.splits["train"]), config.hyperparameters.batch_size)
+    configurations = sorted(keras_configurations(batches), key=lambda item: "keras.jit_compile" not in item.overrides)
+    timings, default_model = {}, None
+    for configuration in configurations:
+        with MemoryWatch() as memory:
+            model, wall, cpu = keras_fit_epochs(settings, dataset, settings["warmup_epochs"],
+                                                settings["timed_epochs"], pace, configuration.overrides)
+            validation = run_keras_validation(settings, model, dataset)
+        timings[configuration.name] = {
+            **describe(configuration), "epoch_seconds": wall, "epoch_cpu_seconds": cpu,
+            "validation_seconds": validation, "peak_rss_mb": memory.peak_mb,
+            "steps_per_execution": int(model.steps_per_execution), "jit_compile": bool(model.jit_compile)}
+        say(f"keras, {configuration.label}: epochs {[round(value, 2) for value in wall]} s, "
+            f"validation {[round(value, 2) for value in validation]} s")
+        if configuration.name == "keras":
+            default_model = model
+    return {"configurations": timings, "default_model": default_model}
 
 
 def run_keras_validation(settings: Mapping[str, Any], model, dataset) -> list[float]:
@@ -125,13 +164,13 @@ def run_keras(settings: Mapping[str, Any]) -> dict[str, Any]:
         train_rows = int(len(dataset.splits["train"]))
         say(f"keras: {settings['warmup_epochs']} warm-up + {settings['timed_epochs']} timed epoch(s) "
             f"on {train_rows:,} train rows, device {device}")
-        model, epoch_seconds, epoch_cpu_seconds = keras_fit_epochs(settings, dataset, settings["warmup_epochs"],
-                                                                   settings["timed_epochs"], paced=True)
+        timed = time_keras_configurations(settings, dataset, PaceSteps(settings, "keras"))
+        PaceSteps(settings, "keras").rest()
         training_peak = peak_rss_mb()
-        pace_point(settings, "keras", "rest")
-        say(f"keras: epochs {[round(value, 2) for value in epoch_seconds]} s; validation pass")
-        validation_seconds = run_keras_validation(settings, model, dataset)
-        say(f"keras: validation {[round(value, 2) for value in validation_seconds]} s; scoring")
+        model, default = timed["default_model"], timed["configurations"]["keras"]
+        epoch_seconds, epoch_cpu_seconds = default["epoch_seconds"], default["epoch_cpu_seconds"]
+        validation_seconds = default["validation_seconds"]
+        say("keras: scoring")
         scoring = run_keras_scoring(settings, model, dataset)
         scaling = time_scaling(settings, dataset, "keras",
                                lambda subset, warmup, timed: keras_fit_epochs(settings, subset, warmup, timed)[1:],
@@ -141,7 +180,7 @@ def run_keras(settings: Mapping[str, Any]) -> dict[str, Any]:
                    "note": "0 = TensorFlow's default: one thread per core"}
         versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
     return {"framework": "keras", "device": device, "train_rows": train_rows, "epoch_seconds": epoch_seconds,
-            "epoch_cpu_seconds": epoch_cpu_seconds,
+            "epoch_cpu_seconds": epoch_cpu_seconds, "configurations": timed["configurations"],
             "validation_seconds": validation_seconds, "validation_rows": int(len(dataset.splits["valid"])),
             "scoring": scoring, "scaling": scaling, "peak_rss_mb": training_peak,
             "rss_before_training_mb": rss_before_training, "peak_rss_mb_end": peak_rss_mb(),

@@ -16,12 +16,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from benchmarks import say
-from benchmarks.lightning_profile import profile_lightning
+from benchmarks.configurations import LIGHTNING_CONFIGURATIONS, Configuration, describe
+from benchmarks.lightning_profile import profile_lightning, torch_profile_steps
 from experiment.machine import load_average
-from benchmarks.measure import (SCORING_TRIP, EpochClock, benchmark_request, current_rss_mb, dataset_facts,
-                                load_config_for, load_dataset, peak_rss_mb,
+from benchmarks.measure import (SCORING_TRIP, EpochClock, MemoryWatch, benchmark_request, current_rss_mb,
+                                dataset_facts, load_config_for, load_dataset, peak_rss_mb,
                                 time_scaling, timed_calls, timed_milliseconds)
-from benchmarks.pacing import PACED_INTERVALS, lightning_pacer, pace_point
+from benchmarks.pacing import PACED_INTERVALS, PaceSteps, lightning_pacer
+from benchmarks.torch_loop import time_validation, torch_loop_epochs
 
 def lightning_epoch_timer():
     """A Lightning callback that times each training epoch (start -> end hook) on an EpochClock."""
@@ -93,19 +95,61 @@ def lightning_module_and_data(settings: Mapping[str, Any], dataset, epochs: int,
 
 
 def lightning_fit_epochs(settings: Mapping[str, Any], dataset, warmup: int, timed: int,
-                         accelerator: str = "cpu", steps_per_execution: int | None = None, paced: bool = False,
-                         gradients: str | None = None, engine: str | None = None
+                         accelerator: str = "cpu", steps_per_execution: int | None = None,
+                         pace: PaceSteps | None = None, gradients: str | None = None, engine: str | None = None
                          ) -> tuple[Any, Any, Any, list[float], list[float]]:
     """Trainer.fit for warmup + timed epochs: (trainer, module, datamodule, wall and CPU seconds of the timed epochs)."""
     module, datamodule = lightning_module_and_data(settings, dataset, warmup + timed, steps_per_execution, gradients,
                                                    engine)
     timer = lightning_epoch_timer()
-    callbacks = [lightning_pacer(settings), timer] if paced else [timer]
+    callbacks = [lightning_pacer(pace), timer] if pace else [timer]
     trainer = lightning_trainer(settings, accelerator, warmup + timed, callbacks, validate_during_fit=False)
     trainer.fit(module, datamodule=datamodule)
-    if paced:
-        PACED_INTERVALS["lightning"] = timer.intervals
+    if pace:
+        PACED_INTERVALS.setdefault("lightning", []).extend(timer.intervals)
     return trainer, module, datamodule, timer.seconds[warmup:], timer.cpu_seconds[warmup:]
+
+
+def fit_configuration(settings: Mapping[str, Any], dataset, configuration: Configuration, pace: PaceSteps
+                      ) -> dict[str, Any]:
+    """One Lightning configuration (or the plain torch loop): paced epochs, then its validation pass."""
+    warmup, timed = settings["warmup_epochs"], settings["timed_epochs"]
+    if configuration.framework == "torch":
+        module, datamodule = lightning_module_and_data(settings, dataset, warmup + timed, engine="plain")
+        loop = torch_loop_epochs(module, datamodule, module.hparams.learning_rate, warmup + timed,
+                                 before_epoch=pace.wait_turn)
+        PACED_INTERVALS.setdefault("lightning", []).extend(loop["intervals"])
+        validation = time_validation(loop["network"], datamodule, settings["validation_warmup"],
+                                     settings["validation_repeats"], timed_calls)
+        return {"trainer": None, "module": module, "datamodule": datamodule, "validation_seconds": validation,
+                "epoch_seconds": loop["epoch_seconds"][warmup:], "epoch_cpu_seconds": loop["epoch_cpu_seconds"][warmup:]}
+    trainer, module, datamodule, wall, cpu = lightning_fit_epochs(
+        settings, dataset, warmup, timed, "cpu", configuration.steps_per_execution, pace, configuration.gradients,
+        configuration.engine)
+    validation = run_lightning_validation(settings, module, datamodule, "cpu")
+    return {"trainer": trainer, "module": module, "datamodule": datamodule, "validation_seconds": validation,
+            "epoch_seconds": wall, "epoch_cpu_seconds": cpu}
+
+
+def time_lightning_configurations(settings: Mapping[str, Any], dataset, product: str, pace: PaceSteps
+                                  ) -> dict[str, Any]:
+    """Each configuration of LIGHTNING_CONFIGURATIONS timed; the fits kept for scoring and profiling."""
+    timings, fits = {}, {}
+    for configuration in LIGHTNING_CONFIGURATIONS:
+        with MemoryWatch() as memory:
+            fit = fit_configuration(settings, dataset, configuration, pace)
+        steps, gradients = (engine_settings(configuration.engine, configuration.steps_per_execution,
+                                            configuration.gradients) if configuration.framework == "lightning"
+                            else (1, "autograd"))
+        timings[configuration.name] = {
+            **describe(configuration), "epoch_seconds": fit["epoch_seconds"],
+            "epoch_cpu_seconds": fit["epoch_cpu_seconds"], "validation_seconds": fit["validation_seconds"],
+            "peak_rss_mb": memory.peak_mb, "engine": configuration.engine, "steps_per_execution": steps,
+            "gradients": gradients, "product_default": configuration.name == f"lightning_{product}"}
+        fits[configuration.name] = fit
+        say(f"lightning, {configuration.label}: epochs {[round(value, 2) for value in fit['epoch_seconds']]} s, "
+            f"validation {[round(value, 2) for value in fit['validation_seconds']]} s")
+    return {"configurations": timings, "fits": fits}
 
 
 def run_lightning_validation(settings: Mapping[str, Any], module, datamodule, accelerator: str) -> list[float]:
@@ -153,36 +197,6 @@ def product_cpu_threads() -> int | None:
 
     # getattr: an older lightning_impl.train without the setting trains with torch's default.
     return getattr(lightning_train, "DEFAULT_CPU_THREADS", None)
-
-
-def time_engine_variants(settings: Mapping[str, Any], dataset, engine: str, steps_per_execution: int,
-                         gradients: str) -> dict[str, Any]:
-    """The same fit with one setting changed, each when its check is on: {one_step, autograd, other_engine}."""
-    # The same fit with one Lightning step per batch: what the grouping is worth.
-    one_step = None
-    if steps_per_execution != 1 and settings["one_step_per_batch_check"]:
-        *_, one_wall, one_cpu = lightning_fit_epochs(settings, dataset, settings["warmup_epochs"],
-                                                     settings["timed_epochs"], "cpu", steps_per_execution=1)
-        one_step = {"steps_per_execution": 1, "epoch_seconds": one_wall, "epoch_cpu_seconds": one_cpu}
-        say(f"lightning, one Lightning step per batch: epochs {[round(value, 2) for value in one_wall]} s")
-    # The same fit with loss.backward(): what the closed-form gradients are worth.
-    autograd = None
-    if engine == "fast" and gradients != "autograd" and settings["autograd_variant_check"]:
-        *_, autograd_wall, autograd_cpu = lightning_fit_epochs(
-            settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu", gradients="autograd")
-        autograd = {"gradients": "autograd", "epoch_seconds": autograd_wall, "epoch_cpu_seconds": autograd_cpu}
-        say(f"lightning, autograd gradients: epochs {[round(value, 2) for value in autograd_wall]} s")
-    # The same fit on the other engine with its defaults: what the fast engine is worth.
-    other_engine = None
-    if settings["other_engine_check"]:
-        other = "fast" if engine == "plain" else "plain"
-        *_, other_wall, other_cpu = lightning_fit_epochs(
-            settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu", engine=other)
-        other_engine = {"engine": other, "steps_per_execution": engine_settings(other)[0],
-                        "gradients": engine_settings(other)[1], "epoch_seconds": other_wall,
-                        "epoch_cpu_seconds": other_cpu}
-        say(f"lightning, {other} engine: epochs {[round(value, 2) for value in other_wall]} s")
-    return {"one_step": one_step, "autograd": autograd, "other_engine": other_engine}
 
 
 def time_on_gpu(settings: Mapping[str, Any], dataset) -> dict[str, Any] | None:
@@ -258,27 +272,32 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
     steps_per_execution, gradients = engine_settings(engine)
     with torch_threads(cpu_threads):
         used_threads = torch.get_num_threads()
-        say(f"lightning: {settings['warmup_epochs']} warm-up + {settings['timed_epochs']} timed epoch(s) "
-            f"on {train_rows:,} train rows, cpu, {used_threads} torch thread(s), {engine} engine, "
-            f"{steps_per_execution} batch(es) per Lightning step, {gradients} gradients")
-        trainer, module, datamodule, epoch_seconds, epoch_cpu_seconds = lightning_fit_epochs(
-            settings, dataset, settings["warmup_epochs"], settings["timed_epochs"], "cpu", paced=True)
+        say(f"lightning: {settings['warmup_epochs']} warm-up + {settings['timed_epochs']} timed epoch(s) per "
+            f"configuration on {train_rows:,} train rows, cpu, {used_threads} torch thread(s); the product "
+            f"trains with the {engine} engine")
+        pace = PaceSteps(settings, "lightning")
+        timed = time_lightning_configurations(settings, dataset, engine, pace)
+        pace.rest()
         training_peak = peak_rss_mb()
-        pace_point(settings, "lightning", "rest")
-        say(f"lightning: epochs {[round(value, 2) for value in epoch_seconds]} s; validation pass")
-        validation_seconds = run_lightning_validation(settings, module, datamodule, "cpu")
-        say(f"lightning: validation {[round(value, 2) for value in validation_seconds]} s; scoring")
+        product = timed["fits"][f"lightning_{engine}"]
+        trainer, module, datamodule = product["trainer"], product["module"], product["datamodule"]
+        epoch_seconds, epoch_cpu_seconds = product["epoch_seconds"], product["epoch_cpu_seconds"]
+        validation_seconds = product["validation_seconds"]
+        say("lightning: scoring")
         scoring = run_lightning_scoring(settings, trainer, dataset)
         say("lightning: profile")
         profile = profile_lightning(settings, module, datamodule, float(np.median(epoch_seconds)),
                                     float(np.median(epoch_cpu_seconds)))
+        other = timed["fits"]["lightning_fast" if engine == "plain" else "lightning_plain"]
+        profile["engines"] = {engine: profile["top_operators"],
+                              ("fast" if engine == "plain" else "plain"): torch_profile_steps(
+                                  other["module"], other["datamodule"], int(settings["profile_steps"]))}
         say(f"lightning: the same steps without the Trainer "
             f"{[round(value, 2) for value in profile['plain_loop_epoch_seconds']]} s")
         scaling = time_scaling(
             settings, dataset, "lightning",
             lambda subset, warmup, timed: lightning_fit_epochs(settings, subset, warmup, timed, "cpu")[3:],
             (epoch_seconds, epoch_cpu_seconds))
-        variants = time_engine_variants(settings, dataset, engine, steps_per_execution, gradients)
 
     thread_variant = time_thread_variant(settings, dataset, default_threads) \
         if settings["thread_variant_check"] and default_threads != used_threads else None
@@ -290,9 +309,8 @@ def run_lightning(settings: Mapping[str, Any]) -> dict[str, Any]:
             "epoch_cpu_seconds": epoch_cpu_seconds,
             "validation_seconds": validation_seconds, "validation_rows": int(len(dataset.splits["valid"])),
             "scoring": scoring, "scaling": scaling, "peak_rss_mb": training_peak, "profile": profile,
-            "thread_variant": thread_variant, "steps_per_execution": steps_per_execution,
-            "one_step_per_batch": variants["one_step"], "gradients": gradients,
-            "autograd_gradients": variants["autograd"], "engine": engine, "other_engine": variants["other_engine"],
+            "thread_variant": thread_variant, "steps_per_execution": steps_per_execution, "gradients": gradients,
+            "engine": engine, "configurations": timed["configurations"],
             "rss_before_training_mb": rss_before_training, "peak_rss_mb_end": peak_rss_mb(), "gpu": gpu,
             "threads": threads, "versions": lightning_versions(), "dataset": dataset_facts(dataset),
             "load_average": {"before": load_before, "after": load_average()}}

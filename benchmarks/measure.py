@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import resource
+import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -70,6 +71,36 @@ class EpochClock:
         self.intervals.append((self._clock, time.time()))
 
 
+class MemoryWatch:
+    """The peak resident memory of this process (MiB) while the block runs, polled by a thread.
+
+    getrusage's peak only grows over the process's life; this gives each
+    configuration timed in one worker its own peak.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        import psutil
+
+        process = psutil.Process()
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, process.memory_info().rss / 2**20)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "MemoryWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.peak_mb = max(self.peak_mb, current_rss_mb())
+
+
 # --------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------
@@ -116,12 +147,14 @@ def scaling_row_counts(train_rows: int, fractions: Sequence[float]) -> list[int]
     return counts
 
 
-def benchmark_request(settings: Mapping[str, Any], epochs: int):
-    """The RunRequest of experiment 3 with `epochs` epochs: what both trainers are given."""
+def benchmark_request(settings: Mapping[str, Any], epochs: int, overrides: Mapping[str, Any] | None = None):
+    """The RunRequest of experiment 3 with `epochs` epochs and a configuration's config `overrides`."""
     from configs.cli import RunRequest
-    from configs.loader import resolve_experiment
+    from configs.loader import override, resolve_experiment
 
     config = load_config_for(settings)
+    for key, value in (overrides or {}).items():
+        config = override(config, key, value)
     experiment = resolve_experiment(config, BENCHMARK_EXPERIMENT)
     if experiment.early_stop:
         raise ValueError(f"experiment {BENCHMARK_EXPERIMENT} must not stop early for a per-epoch benchmark")

@@ -118,41 +118,48 @@ def run_phase(phase: str, settings: Mapping[str, Any]) -> dict[str, Any]:
             worker.kill()
 
 
-def wait_for_pace_point(folder: Path, worker: PhaseProcess, step: str) -> None:
-    """Block until `worker` has announced `step` (benchmarks._worker.pace_point); fail if it died instead."""
-    marker = folder / f"at-{worker.phase}-{step}"
+def wait_for_pace_point(folder: Path, worker: PhaseProcess, *steps: str) -> str:
+    """Block until `worker` has announced one of `steps` (benchmarks.pacing.pace_point); which one; fail if it died."""
     deadline = time.monotonic() + WORKER_TIMEOUT_SECONDS
-    while not marker.exists():
+    while True:
+        for step in steps:
+            if (folder / f"at-{worker.phase}-{step}").exists():
+                return step
         worker.check_running()
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the {worker.phase} phase did not reach {step!r} within {WORKER_TIMEOUT_SECONDS} s")
+            raise RuntimeError(f"the {worker.phase} phase did not reach {' or '.join(steps)} "
+                               f"within {WORKER_TIMEOUT_SECONDS} s")
         time.sleep(PACE_POLL_SECONDS)
 
 
-def run_paced_training_phases(keras_settings: Mapping[str, Any], lightning_settings: Mapping[str, Any],
-                              epochs: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The keras and lightning phases at once, their training epochs taking turns (see _worker's pacing).
+def run_paced_training_phases(keras_settings: Mapping[str, Any], lightning_settings: Mapping[str, Any]
+                              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keras and lightning phases at once, their training epochs taking turns (see benchmarks.pacing).
 
-    Both workers load data and build their models side by side, then wait
-    before epoch 0.  Epoch by epoch, one worker trains while the other waits;
-    which goes first alternates, so a drift of the machine's speed during
-    the run favours neither.  Then Keras finishes its phase alone (validation,
-    scoring, scaling) and Lightning after it.
+    Both workers load data and build their first model side by side, then
+    wait before their first paced epoch.  Round by round, each worker with
+    epochs left trains one while the other waits; which goes first
+    alternates, so a drift of the machine's speed favours neither.  Then
+    Keras finishes its phase alone (scoring, scaling) and Lightning after it.
     """
     with tempfile.TemporaryDirectory(prefix="bench-paced-") as name:
         folder = Path(name)
         workers = {phase: PhaseProcess(phase, {**settings, "pace_dir": str(folder)}, folder)
                    for phase, settings in (("keras", keras_settings), ("lightning", lightning_settings))}
         try:
-            for worker in workers.values():
-                wait_for_pace_point(folder, worker, "0")
             order = ["keras", "lightning"]
-            for epoch in range(epochs):
-                following = str(epoch + 1) if epoch + 1 < epochs else "rest"
-                for phase in (order if epoch % 2 == 0 else order[::-1]):
-                    (folder / f"go-{phase}-{epoch}").touch()
-                    wait_for_pace_point(folder, workers[phase], following)
-                say(f"paced epoch {epoch + 1}/{epochs} done in both frameworks")
+            waiting = {phase: wait_for_pace_point(folder, workers[phase], "0", "rest") for phase in order}
+            round_number = 0
+            while any(step != "rest" for step in waiting.values()):
+                for phase in (order if round_number % 2 == 0 else order[::-1]):
+                    step = waiting[phase]
+                    if step == "rest":
+                        continue
+                    (folder / f"go-{phase}-{step}").touch()
+                    waiting[phase] = wait_for_pace_point(folder, workers[phase], str(int(step) + 1), "rest")
+                round_number += 1
+                if round_number % 5 == 0:
+                    say(f"paced round {round_number} done")
             results = {}
             for phase in order:
                 (folder / f"go-{phase}-rest").touch()

@@ -1,17 +1,25 @@
-"""Benchmark Keras against Lightning on the same prepared data, and write docs/benchmarks.md.
+"""Benchmark Keras against Lightning, every configuration a user could pick, on the same prepared data.
 
-    python -m benchmarks.run                    # full run (~6-10 min on the 2-core CPU); writes docs/benchmarks.md
-    python -m benchmarks.run --quick            # one timed epoch per framework (~3 min); writes the page too
-    python -m benchmarks.run --quick --json     # the result as one JSON object on stdout, progress on stderr
-    python -m benchmarks.run --quick --sample-rows 20000 --output /tmp/bench.md   # a tiny run (the tests' kind)
+    python -m benchmarks.run --quick                   # one timed epoch per configuration (~6 min on 2 cores)
+    python -m benchmarks.run --write-page              # the full run (~15 min); rewrites docs/benchmarks.md
+    python -m benchmarks.run --quick --json            # the result as one JSON object on stdout, progress on stderr
+    python -m benchmarks.run --quick --sample-rows 20000 --json   # a tiny run (the tests' kind)
+
+Only --write-page writes the page (docs/benchmarks.md, or --output PATH): a
+quick look never rewrites the committed figures.
 
 It measures, in one invocation, each figure as the median of several
 repetitions after a warm-up:
 
 * a training epoch of the book's experiment 3 (full training split, batch
-  1000, balanced class weights, no early stopping) in Keras (Model.fit) and in
-  Lightning (Trainer.fit), with samples/s and the Lightning / Keras ratio;
-* a validation pass over the valid split in both;
+  1000, balanced class weights, no early stopping) in every configuration of
+  benchmarks.configurations: Keras default, a steps_per_execution sweep and
+  XLA (keras_impl.train's options), Lightning's plain and fast engines and
+  the fast engine's variants (lightning_impl.train's options), and a plain
+  PyTorch loop - with samples/s, the validation pass and the peak memory of
+  each, and the product's ratio to the fastest Keras configuration;
+* the book table's time to result (experiments 1-5), measured in the
+  committed report run and derived from these epoch times;
 * data preparation: cold from the six workbooks, and the cached load;
 * one-off scoring of a single trip from an already-loaded model, p50 / p99,
   through each framework's scorer (keras_impl.score, lightning_impl.score);
@@ -23,11 +31,12 @@ repetitions after a warm-up:
 Each phase (prepare, keras, lightning) runs in its own subprocess
 (benchmarks._worker), so the frameworks never share threads or memory.  The
 keras and lightning processes start together and their training epochs take
-turns (one trains while the other waits; which goes first alternates epoch by
-epoch), so both sides of the ratio are timed under the same machine
-conditions - on a shared or throttled CPU, timing one framework's epochs
-after the other's moved the ratio by a third between runs.  Each then finishes
-its own validation, scoring and scaling alone.  The parent also polls each subprocess's resident memory
+turns across all their configurations (one trains while the other waits;
+which goes first alternates round by round), so both sides of every ratio
+are timed under the same machine conditions - on a shared or throttled CPU,
+timing one framework's epochs after the other's moved the ratio by a third
+between runs.  A configuration's validation pass runs in its own turn; each
+worker then finishes its scoring and scaling alone.  The parent also polls each subprocess's resident memory
 (with its children) with psutil as a cross-check of the worker's own
 getrusage figure.  With a GPU visible to torch, the Lightning side is timed on
 it too (reported as an extra column; the ratio stays CPU vs CPU).
@@ -49,6 +58,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from benchmarks import say
+from benchmarks.comparison import load_book_results
 from benchmarks.processes import PROJECT_ROOT, run_paced_training_phases, run_phase, time_prepare_command
 from benchmarks.results import PHASES, build_result
 from configs.cli import OneLineArgumentParser, positive_int
@@ -99,9 +109,11 @@ def build_argument_parser() -> argparse.ArgumentParser:
                         help="one timed epoch per framework after one warm-up epoch (full training split), "
                              "fewer repetitions elsewhere, Lightning-only scaling (~3 min on 2 cores)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    parser.add_argument("--write-page", action="store_true",
+                        help="write the Markdown page (without it nothing is written: a quick look never "
+                             "rewrites the committed docs/benchmarks.md)")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), metavar="PATH",
-                        help="where to write the Markdown page (default docs/benchmarks.md)")
-    parser.add_argument("--no-page", action="store_true", help="do not write the Markdown page")
+                        help="where --write-page writes the page (default docs/benchmarks.md)")
     parser.add_argument("--sample-rows", type=positive_int, default=None, metavar="N",
                         help="train and validate on a seeded subset of N prepared rows (as the trainers' "
                              "--sample-rows), with minimal repetitions: a smoke test of the harness, not the "
@@ -136,8 +148,7 @@ def plan_settings(arguments: argparse.Namespace) -> dict[str, Any]:
         # repetitions that still exercise every measurement.
         settings.update({"prepare_cold_warmup": 0, "prepare_cold_repeats": 1, "prepare_cached_warmup": 0,
                          "prepare_cached_repeats": 1, "validation_repeats": 1, "profile_steps": 20,
-                         "thread_variant_check": False, "one_step_per_batch_check": False,
-                         "autograd_variant_check": False, "other_engine_check": False})
+                         "thread_variant_check": False})
     if arguments.score_calls is not None:
         settings["score_calls"] = arguments.score_calls
         settings["score_warmup_calls"] = min(settings["score_warmup_calls"], arguments.score_calls)
@@ -158,7 +169,7 @@ def check_inputs(arguments: argparse.Namespace) -> None:
 
     config = load_config(arguments.config)
     find_raw_files(arguments.raw_dir if arguments.raw_dir is not None else config.data.raw_dir)
-    if arguments.output and not arguments.no_page and Path(arguments.output).is_dir():
+    if arguments.write_page and Path(arguments.output).is_dir():
         raise ValueError(f"--output {arguments.output} is a folder; give a file path such as docs/benchmarks.md")
 
 
@@ -183,11 +194,10 @@ def run_benchmark(arguments: argparse.Namespace, command: str) -> dict[str, Any]
     paced = "keras" in phases_to_run and "lightning" in phases_to_run
     for phase in phases_to_run:
         if paced and phase == "keras":
-            say("--- keras and lightning (one process each), training epochs taking turns")
-            epochs = settings["warmup_epochs"] + settings["timed_epochs"]
+            say("--- keras and lightning (one process each), training epochs of every configuration taking turns")
             results["keras"], results["lightning"] = run_paced_training_phases(
                 phase_settings("keras", settings, arguments.quick),
-                phase_settings("lightning", settings, arguments.quick), epochs)
+                phase_settings("lightning", settings, arguments.quick))
             load["keras"], load["lightning"] = (results[name].get("load_average") for name in ("keras", "lightning"))
             continue
         if paced and phase == "lightning":
@@ -203,7 +213,7 @@ def run_benchmark(arguments: argparse.Namespace, command: str) -> dict[str, Any]
     result = build_result(results, mode=mode, command=command, settings=settings, machine=describe_machine(),
                           versions=library_versions(), load=load,
                           date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                          prepare_command=prepare_command)
+                          prepare_command=prepare_command, book_results=load_book_results())
     result["total_seconds"] = time.perf_counter() - started
     return result
 
@@ -220,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as error:  # a phase failed: its own messages are above; one line and status 1 here
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
-    if not arguments.no_page:
+    if arguments.write_page:
         path = write_page(arguments.output, render_markdown(result))
         say(f"wrote {path}")
     if arguments.json:
