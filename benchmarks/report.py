@@ -18,34 +18,9 @@ from typing import Any, Mapping, Sequence
 
 from data.atomic import write_atomic
 
-MISSING = "–"
-
-
-def number(value: float | None, digits: int = 2) -> str:
-    """A figure for the page; a dash when it was not measured."""
-    if value is None:
-        return MISSING
-    return f"{value:,.{digits}f}"
-
-
-def integer(value: float | None) -> str:
-    return MISSING if value is None else f"{int(round(value)):,}"
-
-
-def verdict(met: bool | None) -> str:
-    return {True: "met", False: "**missed**", None: "not measured"}[met]
-
-
-def median_of(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def load_text(load: Sequence[float] | None) -> str:
-    return MISSING if not load else " / ".join(f"{value:.2f}" for value in load)
+from benchmarks.report_configurations import (configurations_table, engine_profile_lines, headline_lines,
+                                               time_to_result_lines)
+from benchmarks.report_text import MISSING, integer, load_text, median_of, number, verdict
 
 
 def repeats_text(result: Mapping[str, Any]) -> str:
@@ -217,34 +192,7 @@ def profile_lines(result: Mapping[str, Any]) -> list[str]:
                      f"{'on' if profile['deterministic_algorithms'] else 'off'} and "
                      f"{'manual' if profile.get('manual_optimization') else 'automatic'} optimisation, as "
                      f"lightning_impl.train and lightning_impl.system run them.")
-        operators = profile.get("top_operators") or []
-        if operators:
-            lines += ["", "  torch profiler, plain steps, top operators by self CPU time:", "",
-                      "  | operator | calls | ms per step | share |", "  |---|---:|---:|---:|"]
-            for operator in operators:
-                lines.append(f"  | `{operator['operator']}` | {operator['calls']} | "
-                             f"{operator['self_cpu_ms_per_step']:.3f} | {100 * operator['share']:.1f} % |")
-    one_step = result.get("lightning_one_step_per_batch")
-    if one_step and result["epoch_seconds"].get("lightning"):
-        grouped = result.get("lightning_steps_per_execution")
-        lines += ["", f"* **Steps per execution**: lightning_impl.train makes {grouped} SGD updates (batches) per "
-                      f"Lightning training step (`--steps-per-execution`, like Keras's "
-                      f"`compile(steps_per_execution=...)`; the same batches and updates for any value).  With one "
-                      f"Lightning step per batch the same fit takes {number(one_step['epoch_seconds'])} s per epoch "
-                      f"({number(one_step['epoch_cpu_seconds'])} CPU s, {number(one_step['ratio'], 3)}× Keras) "
-                      f"against {number(result['epoch_seconds']['lightning'])} s"
-                      + (f": the difference is the Trainer's per-step machinery paid for every batch instead of "
-                         f"every {grouped}th." if one_step["epoch_seconds"] > result["epoch_seconds"]["lightning"]
-                         else ": in this run the grouping's saving is inside the noise of the epoch times (the "
-                              "epochs of one fit vary by up to a third on this shared machine).")]
-    autograd = result.get("lightning_autograd_gradients")
-    if autograd and result["epoch_seconds"].get("lightning"):
-        lines += ["", f"* **Gradients**: lightning_impl trains with closed-form gradients (`--gradients closed_form`: "
-                      f"the fused backward fed with the loss's and activation's derivatives, bitwise autograd's "
-                      f"values, without the autograd engine).  The same fit with `loss.backward()` "
-                      f"(`--gradients autograd`) takes {number(autograd['epoch_seconds'])} s per epoch "
-                      f"({number(autograd['epoch_cpu_seconds'])} CPU s, {number(autograd['ratio'], 3)}× Keras) "
-                      f"against {number(result['epoch_seconds']['lightning'])} s."]
+        lines += ["", *engine_profile_lines(result)]
     variant = result.get("lightning_thread_variant")
     if variant and result["epoch_seconds"].get("lightning"):
         threads = ((result.get("threads") or {}).get("lightning") or {}).get("intra_op", MISSING)
@@ -277,16 +225,10 @@ def step_description(profile: Mapping[str, Any]) -> str:
 def reading_lines(result: Mapping[str, Any]) -> list[str]:
     epoch = result["epoch_seconds"]
     lines = []
-    if result["ratio"] is not None:
-        met = result["ratio"] <= 0.3
-        lines.append(f"A Lightning training epoch takes {number(epoch['lightning'])} s against Keras's "
-                     f"{number(epoch['keras'])} s on the same {integer(result['train_rows'])} rows and batches: "
-                     f"{result['ratio']:.3f}× ({1 / result['ratio']:.1f} times as fast), "
-                     f"{'within' if met else 'outside'} the ≤ 0.3× target.")
     validation = result["validation_seconds"]
     if validation["keras"] is not None and validation["lightning"] is not None:
-        lines.append(f"A validation pass costs {number(validation['keras'])} s in Keras and "
-                     f"{number(validation['lightning'])} s in Lightning.")
+        lines.append(f"A validation pass costs {number(validation['keras'])} s in Keras (default) and "
+                     f"{number(validation['lightning'])} s in Lightning (product engine).")
     if "lightning_gpu" in epoch:
         lines.append(f"On {result['devices']['lightning_gpu']} a Lightning epoch takes "
                      f"{number(epoch['lightning_gpu'], 3)} s ({number(result.get('ratio_gpu'), 3)}× the Keras CPU "
@@ -296,7 +238,7 @@ def reading_lines(result: Mapping[str, Any]) -> list[str]:
     if missed:
         lines.append("Missed: " + "; ".join(f"{target['name']} ({number(target['measured'], 3)} {target['unit']}, "
                                             f"target {target['target']})" for target in missed)
-                     + ". See *Where the time goes*.")
+                     + ". See *Where the time goes* for the training epoch.")
     else:
         lines.append("Every measured target is met.")
     if not_measured:
@@ -317,8 +259,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         thread_text.append(f"torch threads {threads['lightning']['intra_op']}/{threads['lightning']['inter_op']}")
     sample_note = ""
     if result["mode"] == "quick":
-        sample_note += ("  Quick mode times a single epoch per framework and few repetitions elsewhere: its "
-                        "figures are noisier than a full run's (`python -m benchmarks.run`).")
+        sample_note += ("  Quick mode times a single epoch per configuration and few repetitions elsewhere: its "
+                        "figures are noisier than a full run's (`python -m benchmarks.run --write-page`).")
     if result["settings"].get("sample_rows"):
         sample_note = (f"\n\n**This run used `--sample-rows {result['settings']['sample_rows']}`: a seeded subset, "
                        f"not the project's figures.**")
@@ -337,7 +279,24 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         f"{load_text(load.get('end'))} at the end — the machine is shared, so figures move with it",
         f"* versions: {version_text}",
         "",
-        "## Results",
+        "## Headline",
+        "",
+        *headline_lines(result),
+        "",
+        "## Every configuration",
+        "",
+        f"Training: the book's experiment 3 (balanced class weights, batch 1000, shared batch order, no early "
+        f"stopping) on the full training split, {repeats_text(result)} per configuration, all in one paced run "
+        f"(see *How it is measured*).  \"Same\" updates are bit for bit the framework default's; \"different\" "
+        f"ones are the same model rounded differently (the note names the test).",
+        "",
+        *configurations_table(result),
+        "",
+        "## Time to result: the book table",
+        "",
+        *time_to_result_lines(result),
+        "",
+        "## Keras default against the product's Lightning engine",
         "",
         f"Training: the book's experiment 3 (balanced class weights, batch 1000, shared batch order, no early "
         f"stopping) on the full training split; {repeats_text(result)}.  Validation and scoring: median / "
@@ -369,14 +328,15 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         "* Each phase (prepare, Keras, Lightning) runs in its own Python process, so TensorFlow and torch "
         "never share threads or memory.  The Keras and Lightning processes start together and their training "
-        "epochs take turns: one trains while the other waits, and which goes first alternates epoch by epoch, "
-        "so both sides of the ratio are timed under the same machine conditions (on this shared machine the "
-        "CPU's speed drifts over minutes; timing one framework's epochs after the other's moved the ratio by a "
-        "third between runs).  Validation, scoring and scaling then run in one process at a time.",
-        "* Lightning trains with the product's settings: one torch thread on a CPU and "
-        f"{result.get('lightning_steps_per_execution') or 1} SGD updates per Lightning step "
-        "(`lightning_impl.train --steps-per-execution`; the same updates for any value); Keras with the book's "
-        "`compile()` defaults (one batch per step of its compiled loop) and TensorFlow's default threads.",
+        "epochs, across all their configurations, take turns: one trains while the other waits, and which goes "
+        "first alternates round by round, so both sides of every ratio are timed under the same machine "
+        "conditions (on this shared machine the CPU's speed drifts over minutes; timing one framework's epochs "
+        "after the other's moved the ratio by a third between runs).  Each configuration's validation pass runs "
+        "in its turn; scoring and scaling then run in one process at a time.",
+        "* Every configuration is built by the trainers' own builders (`keras_impl.train.build_compiled_model`, "
+        "`lightning_impl.builders`) with the config keys its option sets; Lightning runs with one torch thread "
+        "on a CPU (lightning_impl.train's setting), Keras with TensorFlow's default threads.  The XLA "
+        "configurations run first in the Keras process, without op determinism (Keras drops XLA once it is on).",
         "* Epochs: a callback records each epoch's wall time (Keras `on_epoch_begin` → `on_epoch_end`, Lightning "
         "`on_train_epoch_start` → `on_train_epoch_end`) inside a real `Model.fit` / `Trainer.fit` of the "
         "project's model and data feeding; validation is off during fit, so an epoch is training only, and the "
@@ -385,9 +345,10 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "* Scoring: the model is saved, loaded with the project's scorer (`keras_impl.score`, "
         "`lightning_impl.score`) and one trip (route 501 east, 2019-06-21 18:00) is scored repeatedly through "
         "the scorer's own function, encoding included.",
-        "* Peak RSS: `getrusage(RUSAGE_SELF).ru_maxrss` of the training process at the end of the timed fit "
-        "(interpreter, framework, dataset and training); the parent's psutil poll of the whole process tree "
-        "over the phase is kept in the JSON as `polled_peak_rss_mb`.",
+        "* Peak RSS: per configuration, the training process's resident memory polled every 50 ms while that "
+        "configuration trained and validated (interpreter, framework and dataset included); the process's "
+        "`getrusage` peak is kept in the JSON as `worker_peak_rss_mb`, the parent's psutil poll of the whole "
+        "process tree as `polled_peak_rss_mb`.",
         "* Medians because the machine is shared: one repetition slowed by a neighbour does not move a median.",
         "",
     ]
@@ -399,8 +360,9 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     epoch, prepare = result["epoch_seconds"], result["prepare_seconds"]
     lines = [f"{result['mode']} run, load average {load_text(result['load_average'].get('start'))} -> "
              f"{load_text(result['load_average'].get('end'))}",
-             f"epoch: keras {number(epoch['keras'])} s, lightning {number(epoch['lightning'])} s, ratio "
-             f"{number(result['ratio'], 3)}",
+             f"epoch: keras {number(epoch['keras'])} s, fastest keras ({result.get('keras_best_configuration')}) "
+             f"{number(epoch.get('keras_best'))} s, lightning {number(epoch['lightning'])} s; ratio to the fastest "
+             f"keras {number(result.get('ratio_to_best_keras'), 3)}, to keras default {number(result['ratio'], 3)}",
              f"prepare: cold {number(prepare['cold'])} s, cached {number(prepare['cached'], 3)} s",
              f"scoring p50/p99 ms: keras {number(scoring_figure(result, 'keras', 'p50'))}/"
              f"{number(scoring_figure(result, 'keras', 'p99'))}, lightning "
