@@ -29,8 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from configs.loader import (PRECISIONS, Config, ConfigError, ExperimentSettings, load_config, override,
-                            resolve_experiment)
+from configs.loader import (PRECISIONS, Config, ConfigError, ExperimentSettings, apply_experiment_row, load_config,
+                            override, resolve_experiment)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -111,7 +111,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     group = parser.add_argument_group("shared run options (same in both frameworks)")
     add_source_arguments(group)
     group.add_argument("--experiment", default=None, metavar="ID",
-                       help="experiment id from the config's table: 0,1,2,3,4,5,9 "
+                       help="experiment id from the config's table: 0,1,2,3,4,5,9 (the book's), 6 (the "
+                            "recipe beyond the book: sigmoid output, early stop on val_loss) "
                             "(default: test_parms.current_experiment, 5)")
     add_run_length_arguments(group)
     group.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
@@ -163,6 +164,7 @@ def resolve_run_request(args: argparse.Namespace) -> RunRequest:
         config = override(config, "data.raw_dir", os.path.abspath(Path(args.raw_dir).expanduser()))
     check_out_dir(config.general.out_dir,
                   "--out-dir" if args.out_dir is not None else f"{config.source}: 'general.out_dir'")
+    config = apply_experiment_row(config, args.experiment)
     settings = resolve_experiment(config, args.experiment)
     if args.epochs is not None:
         settings = dataclasses.replace(settings, epochs=args.epochs)

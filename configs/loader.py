@@ -141,6 +141,7 @@ class ExperimentConfig:
     monitor: str | None = None
     mode: str | None = None
     patience: int | None = None
+    output_activation: str | None = None     # a row beyond the book may change the output (the recipe row)
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,10 @@ def _validate(config: Config) -> None:
                      f"{source}: '{key}.mode' = {experiment.mode!r}; valid: {', '.join(MODES)}")
         if experiment.patience is not None:
             _require(experiment.patience >= 0, f"{source}: '{key}.patience' must be >= 0")
+        if experiment.output_activation is not None:
+            _require(experiment.output_activation in OUTPUT_ACTIVATIONS,
+                     f"{source}: '{key}.output_activation' = {experiment.output_activation!r}; "
+                     f"valid: {', '.join(OUTPUT_ACTIVATIONS)}")
     _require(parms.current_experiment in config.experiments,
              f"{source}: 'test_parms.current_experiment' = {parms.current_experiment!r}; "
              f"valid: {', '.join(config.experiments)}")
@@ -320,6 +325,19 @@ def override(config: Config, dotted_key: str, value: Any) -> Config:
         raise ConfigError(f"cannot override unknown key '{dotted_key}'")
     node[parts[-1]] = value
     return config_from_dict(raw, source=f"{config.source} (override {dotted_key})")
+
+
+def apply_experiment_row(config: Config, experiment: str | int | None = None) -> Config:
+    """`config` with the hyperparameters an experiment row sets (output_activation) in place of the defaults.
+
+    The trainers build the model from hyperparameters, so a row's output
+    activation reaches both frameworks, their checkpoints and run_request.json.
+    """
+    name = str(experiment) if experiment is not None else config.test_parms.current_experiment
+    row = config.experiments.get(name)
+    if row is None or row.output_activation is None:
+        return config
+    return override(config, "hyperparameters.output_activation", row.output_activation)
 
 
 def resolve_experiment(config: Config, experiment: str | int | None = None) -> ExperimentSettings:

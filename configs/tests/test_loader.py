@@ -97,7 +97,7 @@ def test_missing_key_is_named(config):
 
 
 def test_unknown_experiment_lists_valid_ones(config):
-    with pytest.raises(ConfigError, match="unknown experiment '7'; valid: 0, 1, 2, 3, 4, 5, 9"):
+    with pytest.raises(ConfigError, match="unknown experiment '7'; valid: 0, 1, 2, 3, 4, 5, 6, 9"):
         resolve_experiment(config, "7")
 
 
@@ -228,3 +228,18 @@ def test_an_out_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"is not a folder \(.*results.txt is a file\)"):
         resolve_run_request(parse(["--out-dir", str(tmp_path / "results.txt" / "runs")]))
     assert resolve_run_request(parse(["--out-dir", str(tmp_path / "new" / "runs")])).config.general.out_dir
+
+
+def test_the_recipe_row_sets_the_output_activation_for_its_run_only(config):
+    recipe = resolve_experiment(config, "6")
+    assert (recipe.monitor, recipe.mode, recipe.early_stop, recipe.one_weight) == ("val_loss", "min", True, "balanced")
+    arguments = argparse.Namespace(config=None, experiment="6", epochs=None, patience=None, seed=None,
+                                   sample_rows=None, raw_dir=None, out_dir=None, json=False)
+    assert resolve_run_request(arguments).config.hyperparameters.output_activation == "sigmoid"
+    arguments.experiment = "5"                     # the book's rows keep the book's hard_sigmoid
+    assert resolve_run_request(arguments).config.hyperparameters.output_activation == "hard_sigmoid"
+    raw = config_to_dict(config)
+    raw["experiments"]["6"]["output_activation"] = "relu"
+    with pytest.raises(ConfigError, match="'experiments.6.output_activation' = 'relu'; valid: hard_sigmoid, "
+                                          "hard_sigmoid_keras2, sigmoid"):
+        config_from_dict(raw)

@@ -147,7 +147,7 @@ def test_framework_batch_order_runs(tmp_path, dataset):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert run_main(main, ["--experiment", "77", "--out-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and error[0].startswith("error: unknown experiment '77'; valid: 0, 1, 2, 3, 4, 5, 9")
+    assert len(error) == 1 and error[0].startswith("error: unknown experiment '77'; valid: 0, 1, 2, 3, 4, 5, 6, 9")
 
 
 def test_help_has_examples(capsys):

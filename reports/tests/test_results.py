@@ -133,7 +133,7 @@ def test_render_only_redraws_the_same_page(sample_report):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--experiments", "1,42"], "unknown experiment id(s) 42; valid: 0, 1, 2, 3, 4, 5, 9"),
+    (["--experiments", "1,42"], "unknown experiment id(s) 42; valid: 0, 1, 2, 3, 4, 5, 6, 9"),
     (["--experiments", "1,1"], "lists an id twice"),
     (["--frameworks", "keras,jax"], "unknown framework(s) jax; valid: keras, lightning"),
 ])
@@ -147,8 +147,8 @@ def test_user_errors_are_named(flags, message, tmp_path):
 def test_unknown_experiment_exits_2_with_one_line(tmp_path, capsys):
     from configs.console import run_main
 
-    assert run_main(results_cli.main, ["--experiments", "6", "--out-dir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == "error: unknown experiment id(s) 6; valid: 0, 1, 2, 3, 4, 5, 9"
+    assert run_main(results_cli.main, ["--experiments", "8", "--out-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown experiment id(s) 8; valid: 0, 1, 2, 3, 4, 5, 6, 9"
 
 
 def test_render_only_without_results_is_a_user_error(tmp_path):
