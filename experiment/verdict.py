@@ -108,6 +108,9 @@ def explain_causes(result: Mapping[str, Any], settings, output_activation: str) 
 def suggest_settings(settings, output_activation: str) -> list[str]:
     """What to try, each with the real flag or config key (configs/cli.py, configs/streetcar.yaml)."""
     suggestions = []
+    if settings.experiment != "6":
+        suggestions.append("the recipe beyond the book: --experiment 6 (class weights, the sigmoid output and "
+                           "early stopping on val_loss; docs/results/seeds.md measures it)")
     if settings.one_weight != "balanced" and float(settings.one_weight) <= 1.0:
         suggestions.append("class weights: --experiment 5 (the book's recipe: balanced class weights, early "
                            "stopping), or one_weight: balanced on your experiment's row of the config")

@@ -75,6 +75,7 @@ def test_warning_for_the_issue_run_says_what_why_and_what_to_try():
     assert "best val_accuracy (epoch 31 of 46), a metric that rewards that answer" in text
     assert "hard_sigmoid output sits at exactly 0 or 1 for 87.30 % of test rows" in text
     assert "--experiment 4" in text and "monitor: val_loss" in text and "--seed N" in text
+    assert "the recipe beyond the book: --experiment 6" in text
     assert "output_activation: sigmoid" in text and "--config PATH" in text
     assert "not class-weighted" not in text  # experiment 5 is weighted
     assert "runs/x/best.ckpt" in text
