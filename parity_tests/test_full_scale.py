@@ -25,12 +25,14 @@ parity_tests.divergence`) measured two behaviours, pinned here:
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 
-from configs.loader import load_config, resolve_experiment
 from experiment.weights import shared_initial_weights
 from parity_tests.compare import compare_arrays
+from parity_tests.divergence import study_settings
 from parity_tests.lockstep import Setting, train_in_lockstep
 from parity_tests.trajectory import Scenario, run_keras, run_lightning, sample_dataset
 
@@ -46,11 +48,9 @@ SIGMOID_LOCKSTEP_TOLERANCE = 1e-6   # measured 4.8e-7 over the first 400 updates
 
 
 def lockstep_setting(activation: str, dataset) -> Setting:
-    config = load_config(None)
-    experiment = resolve_experiment(config, "5")
-    one_weight = dataset.one_weight(config.hyperparameters.one_weight_offset, split="train")
-    return Setting(activation, 32, config.hyperparameters.learning_rate, config.hyperparameters.batch_size,
-                   {0: float(experiment.zero_weight), 1: float(one_weight)}, config.general.seed)
+    """The divergence study's setting for `activation` in float32 (parity_tests.divergence.study_settings)."""
+    (setting,) = study_settings(argparse.Namespace(activation=[activation], precision=[32]), dataset)
+    return setting
 
 
 def lockstep_loss_differences(activation: str, dataset) -> np.ndarray:
