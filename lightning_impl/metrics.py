@@ -124,6 +124,7 @@ class KerasEpochMetrics(nn.Module):
         self.weighted_correct = SumMetric(nan_strategy="disable").set_dtype(torch.float64)
         self.weight_sum = SumMetric(nan_strategy="disable").set_dtype(torch.float64)
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        self._sums = (self.loss_sum, self.rows, self.weighted_correct, self.weight_sum)
         self._parts = (self.loss_sum, self.rows, self.counts, self.weighted_correct, self.weight_sum)
 
     def record(self, loss: torch.Tensor, probabilities: torch.Tensor, target: torch.Tensor,
@@ -137,6 +138,13 @@ class KerasEpochMetrics(nn.Module):
             return
         losses, probabilities, targets, weights = zip(*self._pending)
         self._pending = []
+        for part in self._sums:
+            # torchmetrics 1.9 casts every input to the metric's `dtype`, and any `.to(device)` (the
+            # Trainer moves the module at fit start) resets that to float32's while the states stay
+            # float64: a float64 run's losses were rounded to float32 before summing (measured: val_loss
+            # 1.4e-8 off).  set_dtype is the one call that sets it.
+            if part.dtype != torch.float64:
+                part.set_dtype(torch.float64)
         rows = torch.tensor([len(p) for p in probabilities], dtype=torch.float64, device=losses[0].device)
         self.loss_sum.update(torch.stack(losses).to(torch.float64) * rows)
         self.rows.update(rows)

@@ -6,6 +6,7 @@
     python -m parity_tests.report --experiments 1,5 --sample-rows 30000 --epochs 2 --patience 1 \\
         --out-dir /tmp/results                                      # a quick look (what the test runs)
     python -m parity_tests.report --render-only                     # redraw the page from results.json
+    python -m parity_tests.report --parity exact                    # the same table in the exact-parity setting
 
 What it does, in order:
 
@@ -61,6 +62,7 @@ from typing import Sequence
 
 from configs.cli import comma_list, command_parser, non_negative_int
 from configs.console import emit_json
+from reports.exact_parity import PARITY_CHOICES
 from reports.results_page import DEFAULT_EXPERIMENTS, results_payload
 from reports.results_run import INITIAL_WEIGHTS_CHOICES, build_report, render_only
 from reports.study_flags import DEFAULT_OUT_DIR, add_study_arguments, command_line
@@ -85,6 +87,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
                              "drawn from the seed with Keras's initialisers (experiment.weights."
                              "shared_initial_weights), so their runs differ only by the frameworks' arithmetic; "
                              "seeded: each framework draws its own from the seed, as its train command does")
+    parser.add_argument("--parity", choices=PARITY_CHOICES, default="book",
+                        help="book (default): the book's settings.  exact: dropout 0, the sigmoid output and "
+                             "float64, the setting in which the divergence study keeps whole runs together; its "
+                             "runs are stored beside the book's, under results.json's \"exact_parity\"")
     parser.add_argument("--render-only", action="store_true",
                         help="train nothing: redraw results.md and the PNGs from --out-dir/results.json")
     parser.add_argument("--json", action="store_true", help="print the results object on stdout")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from reports.exact_parity import exact_parity_section
 from reports.results_reasons import trends_section
 from reports.results_story import (FRAMEWORK_LABELS, FRAMEWORKS, format_count, format_ratio, format_seconds,
                                    trend_checks)
@@ -109,6 +110,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     for experiment, runs in results["experiments"].items():
         lines += experiment_section(experiment, results["experiment_settings"][experiment], runs)
     lines += trends_section(results)
+    lines += exact_parity_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -128,6 +128,9 @@ def validate_choices(args: argparse.Namespace, known_experiments: Sequence[str])
         raise ValueError(f"unknown experiment id(s) {', '.join(unknown)}; valid: {', '.join(known_experiments)}")
     if len(set(args.experiments)) != len(args.experiments):
         raise ValueError(f"--experiments lists an id twice: {','.join(args.experiments)}")
+    if getattr(args, "parity", "book") == "exact" and args.initial_weights != "shared":
+        raise ValueError("--parity exact needs --initial-weights shared: the frameworks' own initial weights "
+                         "differ, so their runs could not agree")
     unknown = [item for item in args.frameworks if item not in FRAMEWORKS]
     if unknown:
         raise ValueError(f"unknown framework(s) {', '.join(unknown)}; valid: {', '.join(FRAMEWORKS)}")
@@ -206,6 +209,9 @@ def build_report(args: argparse.Namespace, command: str, progress: Callable[[str
     progress(f"report: dataset {dataset.n_rows:,} rows, splits "
              f"{ {name: int(len(rows)) for name, rows in dataset.splits.items()} }; experiments "
              f"{','.join(args.experiments)}; frameworks {','.join(args.frameworks)}; writing to {out_dir}")
+    exact = getattr(args, "parity", "book") == "exact"
+    if exact:
+        return build_exact_parity(args, command, config, dataset, out_dir, progress, started)
     results = new_results(args, command, first, dataset)
     for experiment in args.experiments:
         table_epochs = config.experiments[experiment].epochs
@@ -218,6 +224,37 @@ def build_report(args: argparse.Namespace, command: str, progress: Callable[[str
     results.update(finished=now(), complete=True, seconds=round(time.perf_counter() - started, 1))
     write_outputs(out_dir, results)
     progress(f"report: done in {results['seconds']:.0f} s; {out_dir / RESULTS_MARKDOWN}")
+    return results
+
+
+def build_exact_parity(args: argparse.Namespace, command: str, config, dataset, out_dir: Path,
+                       progress: Callable[[str], None], started: float) -> dict[str, Any]:
+    """--parity exact: the runs in reports.exact_parity's setting, kept beside the book-setting results.
+
+    The book-setting results already in --out-dir/results.json stay as they
+    are; this run's summaries go under results["exact_parity"].
+    """
+    from reports.exact_parity import EXACT_KEY, EXACT_PARITY_OVERRIDES, exact_request
+
+    path = out_dir / RESULTS_JSON
+    if path.is_file():
+        results = json.loads(path.read_text(encoding="utf-8"))
+        for derived in ("trends", "note", "companions"):
+            results.pop(derived, None)
+    else:
+        results = new_results(args, command, exact_request(run_request(args, args.experiments[0], 1)), dataset)
+    results.setdefault(EXACT_KEY, {})
+    results["exact_parity_settings"] = {
+        "command": command, "started": now(), "finished": None, "overrides": dict(EXACT_PARITY_OVERRIDES),
+        "sample_rows": args.sample_rows, "epochs_cap": args.epochs, "patience": args.patience,
+        "dataset": dataset_facts(dataset)}
+    for experiment in args.experiments:
+        request = exact_request(run_request(args, experiment, config.experiments[experiment].epochs))
+        results[EXACT_KEY][experiment] = run_experiment(args, request, dataset, progress, started)
+        write_outputs(out_dir, results)
+    results["exact_parity_settings"].update(finished=now(), seconds=round(time.perf_counter() - started, 1))
+    write_outputs(out_dir, results)
+    progress(f"report: exact parity done in {time.perf_counter() - started:.0f} s; {out_dir / RESULTS_MARKDOWN}")
     return results
 
 

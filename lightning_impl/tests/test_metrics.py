@@ -111,3 +111,15 @@ def test_validation_metrics_without_weights_equal_plain_means():
     predicted = probabilities > 0.5
     assert figures["recall"] == pytest.approx(float((predicted & (target > 0)).sum() / (target > 0).sum()),
                                               rel=1e-6)
+
+
+def test_a_float64_epoch_loss_stays_float64_after_the_module_is_moved():
+    # A Trainer moves the module (.to(device)) at fit start; torchmetrics then casts inputs to float32.
+    metrics = KerasEpochMetrics().to("cpu")
+    batch_losses = [0.6775127236746201 + index * 1e-9 for index in range(6)]
+    rows = [1000] * 5 + [910]
+    for loss, count in zip(batch_losses, rows):
+        metrics.record(torch.tensor(loss, dtype=torch.float64), torch.full((count,), 0.25, dtype=torch.float64),
+                       torch.zeros(count, dtype=torch.float64))
+    exact = sum(loss * count for loss, count in zip(batch_losses, rows)) / sum(rows)
+    assert metrics.compute()["loss"] == pytest.approx(exact, rel=1e-15)      # float32 would be ~1e-8 off

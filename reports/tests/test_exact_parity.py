@@ -1,0 +1,65 @@
+"""`python -m parity_tests.report --parity exact`: the book table in the setting that keeps whole runs together.
+
+    python -m pytest reports/tests/test_exact_parity.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from reports.exact_parity import EXACT_PARITY_OVERRIDES, agreement, agreement_sentence
+from reports.results_cli import main as report_main
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def summary(epochs_run: int, kept_epoch: int, matrix, val_loss, recall: float) -> dict:
+    return {"epochs_run": epochs_run, "kept_epoch": kept_epoch, "confusion_matrix": matrix,
+            "history": {"val_loss": val_loss}, "recall": recall}
+
+
+def test_the_sentence_says_same_only_when_epochs_kept_epoch_and_matrix_are_equal():
+    same = {"keras": summary(12, 9, [[10, 2], [1, 3]], [0.5, 0.375], 0.75),
+            "lightning": summary(12, 9, [[10, 2], [1, 3]], [0.5, 0.375 + 2 ** -52], 0.75)}
+    assert agreement(same)["same_confusion_matrix"] is True
+    assert agreement_sentence("5", same) == ("Experiment 5: the same 12 epochs, the same kept epoch (9) and the same "
+                                             "test confusion matrix in both frameworks (largest val_loss difference "
+                                             "2.2e-16).")
+    parted = {"keras": summary(12, 9, [[10, 2], [1, 3]], [0.5, 0.4], 0.75),
+              "lightning": summary(14, 11, [[9, 3], [1, 3]], [0.5, 0.41], 0.75)}
+    assert agreement_sentence("4", parted) == (
+        "Experiment 4 differs: epochs run 12 vs 14; kept epoch 9 vs 11; test confusion matrices differ by up to 1 "
+        "rows per cell (recall 0.7500 vs 0.7500); the largest per-epoch val_loss difference was 1.0e-02.")
+
+
+def test_the_exact_setting_is_the_one_the_study_supports():
+    assert EXACT_PARITY_OVERRIDES == {"hyperparameters.dropout_rate": 0.0,
+                                      "hyperparameters.output_activation": "sigmoid",
+                                      "hyperparameters.precision": 64}
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_an_exact_run_agrees_to_float64_rounding_and_keeps_the_book_results_beside_it(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    shutil.copy(PROJECT_ROOT / "docs" / "results" / "results.json", out / "results.json")
+    book = json.loads((out / "results.json").read_text())["experiments"]
+    assert report_main(["--parity", "exact", "--experiments", "5", "--sample-rows", "30000", "--epochs", "2",
+                        "--patience", "1", "--out-dir", str(out), "--runs-dir", str(tmp_path / "runs")]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["experiments"] == book                            # the book-setting runs are untouched
+    runs = results["exact_parity"]["5"]
+    assert set(runs) == {"keras", "lightning"}
+    assert set(runs["keras"]) == set(book["5"]["keras"])             # the same fields as the book rows
+    figures = agreement(runs)
+    assert figures["same_epochs_run"] and figures["same_kept_epoch"] and figures["same_confusion_matrix"]
+    # float64 and the sigmoid output: the two frameworks' epoch figures agree to rounding.
+    assert figures["largest_val_loss_difference"] < 1e-12
+    page = (out / "results.md").read_text()
+    assert "## The exact-parity setting" in page and "## All experiments" in page
+    assert agreement_sentence("5", runs) in page
