@@ -22,9 +22,18 @@ from reports.results_plots import FRAMEWORK_COLOURS
 from reports.study_flags import FRAMEWORKS
 
 
+def experiment_description(experiment: str) -> str:
+    """The config's words for an experiment row (" (…)"), or nothing for an id the config no longer has."""
+    from configs.loader import load_config
+
+    row = load_config().experiments.get(str(experiment))
+    return f" ({row.description})" if row is not None else ""
+
+
 def describe_settings(settings: Mapping[str, Any]) -> str:
     rows = "the full data" if settings["sample_rows"] is None else f"{settings['sample_rows']:,} rows"
-    return (f"experiment {settings['experiment']}, {rows}, epoch cap {settings['epochs_cap']}, "
+    return (f"experiment {settings['experiment']}{experiment_description(settings['experiment'])}, {rows}, "
+            f"epoch cap {settings['epochs_cap']}, "
             f"patience {settings['patience']}, batch order {settings['batch_order']}")
 
 
