@@ -4,6 +4,7 @@
     python -m benchmarks.run --write-page              # the full run (~15 min); rewrites docs/benchmarks.md
     python -m benchmarks.run --quick --json            # the result as one JSON object on stdout, progress on stderr
     python -m benchmarks.run --quick --sample-rows 20000 --json   # a tiny run (the tests' kind)
+    python -m benchmarks.run --from-json result.json --write-page  # redraw the page from a saved result
 
 Only --write-page writes the page (docs/benchmarks.md, or --output PATH): a
 quick look never rewrites the committed figures.
@@ -128,6 +129,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
                         help="folder of the TTC workbooks (default: $STREETCAR_RAW_DIR, else data/raw/)")
     parser.add_argument("--config", default=None, metavar="PATH", help="YAML config (default configs/streetcar.yaml)")
     parser.add_argument("--no-gpu", action="store_true", help="do not time Lightning on a GPU even if one is there")
+    parser.add_argument("--from-json", default=None, metavar="PATH",
+                        help="measure nothing: redraw the page (with --write-page) or the summary from a result "
+                             "an earlier --json run saved in PATH")
     return parser
 
 
@@ -218,6 +222,23 @@ def run_benchmark(arguments: argparse.Namespace, command: str) -> dict[str, Any]
     return result
 
 
+def load_result(path: str) -> dict[str, Any]:
+    """A saved --json result, checked to be one (every RESULT_KEYS key)."""
+    import json
+
+    from benchmarks.results import RESULT_KEYS
+
+    try:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--from-json {path}: not a readable JSON file ({error})") from None
+    missing = [key for key in RESULT_KEYS if key not in result]
+    if missing:
+        raise ValueError(f"--from-json {path}: not a benchmark result (missing {', '.join(missing)}); "
+                         f"save one with python -m benchmarks.run --json > PATH")
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.report import render_markdown, write_page
     from configs.console import emit_json
@@ -226,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m benchmarks.run" + ("" if argv is None and len(sys.argv) < 2 else
                                             " " + shlex.join(list(argv if argv is not None else sys.argv[1:])))
     try:
-        result = run_benchmark(arguments, command)
+        result = load_result(arguments.from_json) if arguments.from_json else run_benchmark(arguments, command)
     except RuntimeError as error:  # a phase failed: its own messages are above; one line and status 1 here
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1

@@ -287,6 +287,8 @@ def test_the_headline_prose_agrees_with_its_numbers():
     assert "The plain engine takes 0.194× Keras's default (target ≤ 1: met)." in page
     assert "0.606× the plain engine's (39 % faster), which clears the 20 % bar" in page
     assert "Lightning's loop adds 0.30 s an epoch to the plain engine (10 %)" in page
+    assert ("The speed path beside it, `--x`, takes 2.00 s: 0.220× the fastest Keras configuration and 0.118× "
+            "Keras's default.") in page
     # Missed: the page says by how much; a fast engine within 20 % of plain is called short of the bar.
     slow = render_markdown(scripted_result(lightning_epochs=(6.0, 6.1, 5.9), fast_epochs=(5.5, 5.5, 5.5)))
     assert "Target ≤ 0.5× the fastest Keras: **missed**, 32 % over the limit." in slow      # 6.0 / 9.1 = 0.659
@@ -389,3 +391,18 @@ def test_without_write_page_nothing_is_written(tmp_path, monkeypatch):
     assert completed.returncode == 2 and not page.exists()
     arguments = bench_run.build_argument_parser().parse_args(["--quick", "--output", str(page)])
     assert arguments.write_page is False
+
+
+def test_a_saved_result_redraws_the_page_and_a_bad_one_is_one_line(tmp_path):
+    saved, page = tmp_path / "result.json", tmp_path / "page.md"
+    saved.write_text(json.dumps(scripted_result()), encoding="utf-8")
+    completed = run_command("--from-json", str(saved), "--write-page", "--output", str(page), timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert page.read_text() == render_markdown(json.loads(saved.read_text()))
+    assert "ratio to the fastest keras 0.363" in completed.stdout
+    (tmp_path / "other.json").write_text('{"mode": "quick"}', encoding="utf-8")
+    completed = run_command("--from-json", str(tmp_path / "other.json"), timeout=120)
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --from-json {tmp_path / 'other.json'}: not a benchmark "
+                                                   f"result (missing command, date, ")
