@@ -69,4 +69,8 @@ def saturation_lines(companions: Mapping[str, Any]) -> list[str]:
             f"hard_sigmoid passes no gradient where |logit| ≥ 3, so a run whose logits all end up there stops "
             f"learning. `{study.get('command', 'python -m parity_tests.saturation')}` retrained Lightning's "
             f"experiment {study['experiment']} and counted those rows per epoch ([saturation.md](saturation.md)): "
-            + study["summary"], ""]
+            + study["summary"]
+            + ("" if study.get("frozen") else
+               " That retrain did not reproduce a frozen run, so this page does not name saturation as the cause "
+               "of any freeze in the table above; the per-epoch counts show how far the logits went instead."),
+            ""]

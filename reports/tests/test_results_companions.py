@@ -42,9 +42,17 @@ def test_missing_or_broken_study_files_are_left_out(tmp_path):
 
 def test_the_saturation_sentence_is_quoted_with_its_command(tmp_path):
     study = {"experiment": "3", "command": "python -m parity_tests.saturation --out docs/results",
-             "summary": "From epoch 39 to 50 every training row's logit was past the kink."}
+             "summary": "From epoch 39 to 50 every training row's logit was past the kink.",
+             "frozen": {"from_epoch": 39, "to_epoch": 50}}
     (tmp_path / "saturation.json").write_text(json.dumps(study))
     lines = saturation_lines(read_companions(tmp_path))
     assert lines[0] == "### Where the gradient is zero"
     assert "`python -m parity_tests.saturation --out docs/results` retrained Lightning's experiment 3" in lines[2]
     assert lines[2].endswith("From epoch 39 to 50 every training row's logit was past the kink.")
+    # A retrain that did not freeze explains nothing about a freeze, and the page says so.
+    study.update(frozen=None, summary="The run did not end frozen.")
+    (tmp_path / "saturation.json").write_text(json.dumps(study))
+    lines = saturation_lines(read_companions(tmp_path))
+    assert lines[2].endswith("The run did not end frozen. That retrain did not reproduce a frozen run, so this page "
+                             "does not name saturation as the cause of any freeze in the table above; the per-epoch "
+                             "counts show how far the logits went instead.")
