@@ -57,7 +57,7 @@ def fastest_keras(table: Mapping[str, Mapping[str, Any]]) -> str | None:
 
 
 def headline_figures(table: Mapping[str, Mapping[str, Any]], product_engine: str | None) -> dict[str, Any]:
-    """epoch_seconds with every configuration plus the issue's names, and the ratios the page leads with."""
+    """epoch_seconds with every configuration plus the names keras, keras_best, lightning and lightning_plain, and the ratios the page leads with."""
     def seconds(name: str | None) -> float | None:
         return (table.get(name) or {}).get("epoch_seconds") if name else None
 
@@ -73,7 +73,7 @@ def headline_figures(table: Mapping[str, Mapping[str, Any]], product_engine: str
 
 
 def speed_targets(headline: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The issue's speed targets: measured figure, limit, met (None: not measured)."""
+    """The speed targets: measured figure, limit, met (None: not measured)."""
     seconds = headline["epoch_seconds"]
     plain_ratio = ratio(seconds.get("lightning_plain"), seconds.get("keras"))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-# The sweep: steps_per_execution near 8, 32 and 128.  With the shared batch order
+# The sweep: steps_per_execution near 8, 32 and 128.  With the shared batch order
 # the value must divide the epoch's batches (keras_impl.data.check_steps_per_execution),
 # so each is the nearest divisor above 1 (the full split's 1,717 batches: 17 and 101).
 STEPS_PER_EXECUTION_TARGETS = (8, 32, 128)

@@ -114,7 +114,7 @@ def run_keras_scoring(settings: Mapping[str, Any], model, dataset) -> dict[str, 
     TripScorer is the project's call for scoring trips one at a time from an
     already-loaded model: the model call traced once with tf.function.  The
     other Keras calls are timed on the same loaded model for the comparison
-    the issue asks for (model.predict on one row, predict_on_batch, an eager
+    the page shows (model.predict on one row, predict_on_batch, an eager
     model(inputs) - the one-shot CLI's call, which pays no trace).
     """
     from keras_impl.score import (TripScorer, check_vocabulary_fits, load_scoring_model, measure_scoring_latency,

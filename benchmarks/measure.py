@@ -8,8 +8,8 @@ score SCORING_TRIP; each epoch is timed on an EpochClock.
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
-import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -72,33 +72,25 @@ class EpochClock:
 
 
 class MemoryWatch:
-    """The peak resident memory of this process (MiB) while the block runs, polled by a thread.
+    """The peak resident memory of this process (MiB) while the block runs.
 
     getrusage's peak only grows over the process's life; this gives each
-    configuration timed in one worker its own peak.
+    configuration timed in one worker its own peak, polled by the sampler the
+    parent uses on whole workers (benchmarks.processes.TreeMemorySampler).
     """
 
     def __init__(self, interval: float = 0.05) -> None:
-        self.interval, self.peak_mb = interval, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
+        from benchmarks.processes import TreeMemorySampler
 
-    def _poll(self) -> None:
-        import psutil
-
-        process = psutil.Process()
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, process.memory_info().rss / 2**20)
-            self._stop.wait(self.interval)
+        self.peak_mb = 0.0
+        self._sampler = TreeMemorySampler(os.getpid(), interval)
 
     def __enter__(self) -> "MemoryWatch":
-        self._thread.start()
+        self._sampler.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.peak_mb = max(self.peak_mb, current_rss_mb())
+        self.peak_mb = max(self._sampler.stop(), current_rss_mb())
 
 
 # --------------------------------------------------------------------------

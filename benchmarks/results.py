@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Mapping, Sequence
 
-from benchmarks.comparison import (TARGET_PRODUCT_TO_BEST_KERAS, headline_figures, speed_targets,
+from benchmarks.comparison import (TARGET_PRODUCT_TO_BEST_KERAS, headline_figures, median as median_or_none,
+                                   speed_targets,
                                    summarize_configurations, time_to_result)
 from benchmarks.summary import describe_growth, fit_line, latency_percentiles, ratio, summarize_samples
 
 PHASES = ("prepare", "keras", "lightning")
 
-# Keys every --json object has (the issue's list, plus what the page needs).
+# Keys every --json object has (the --json contract, plus what the page needs).
 RESULT_KEYS = ("mode", "command", "date", "epoch_seconds", "samples_per_second", "ratio", "ratio_to_best_keras",
                "keras_best_configuration", "configurations", "time_to_result", "validation_seconds",
                "prepare_seconds", "score_ms", "peak_rss_mb", "train_rows", "device", "devices", "machine",
@@ -33,10 +34,6 @@ TARGET_LIGHTNING_PEAK_RSS_MB = 2048.0   # 2 GB, counted in MiB as ru_maxrss is
 FULL_DATASET_FIRST_DAY = dt.date(2014, 1, 1)
 FULL_DATASET_LAST_DAY = dt.date(2024, 12, 31)
 BOOK_EPOCHS = 50
-
-
-def median_or_none(samples: Sequence[float] | None) -> float | None:
-    return summarize_samples(samples)["median"] if samples else None
 
 
 def variant_summary(variant: Mapping[str, Any] | None, keras_epoch_seconds: float | None,
@@ -89,7 +86,7 @@ def scaling_summary(phase: Mapping[str, Any] | None, days_here: int | None,
 
 
 def check_targets(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each of the issue's targets with the measured figure and whether it is met (None: not measured)."""
+    """Each target with the measured figure and whether it is met (None: not measured)."""
     def entry(name: str, target: str, measured: float | None, limit: float, unit: str) -> dict[str, Any]:
         return {"name": name, "target": target, "measured": measured, "unit": unit,
                 "met": None if measured is None else bool(measured <= limit)}

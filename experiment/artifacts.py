@@ -26,7 +26,7 @@ import numpy as np
 from configs.console import json_safe
 from data.atomic import write_atomic
 
-# Keys of the --json result object, shared by both trainers (issue 3 / issue 4).
+# Keys of the --json result object, shared by both trainers.
 RESULT_KEYS = ("framework", "experiment", "epochs_run", "best_epoch", "best_value", "monitor",
                "history", "test", "params", "best_checkpoint", "run_dir", "seconds", "device",
                # Why training ended: "completed: ...", "stopped: early stopping at epoch N ...",

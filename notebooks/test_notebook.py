@@ -36,7 +36,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent
 SOURCE = NOTEBOOK_DIR / "keras_vs_lightning.py"
 NOTEBOOK = NOTEBOOK_DIR / "keras_vs_lightning.ipynb"
 RESULTS_MARKER = "NOTEBOOK_RESULTS "
-# The budget for CI: the whole notebook in under 3 minutes on the 2-core machine.
+# The notebook's budget in CI: the whole notebook in under 3 minutes on the 2-core machine.
 NOTEBOOK_TIME_LIMIT_S = 180
 # Same start, same batches, no dropout: the frameworks agree to float32 rounding, not exactly.
 PROBABILITY_TOLERANCE = 1e-4

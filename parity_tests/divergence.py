@@ -41,7 +41,7 @@ from configs.loader import PRECISIONS, load_config, resolve_experiment
 from experiment.artifacts import write_json
 from parity_tests.lockstep import ACTIVATION_KINKS, Setting, train_in_lockstep
 
-DIVERGED_LOSS = 1e-4          # the threshold: an update whose two losses differ by more has parted
+DIVERGED_LOSS = 1e-4          # the study's threshold: an update whose two losses differ by more has parted
 NEAR_KINK = 1e-5              # a logit this close to ±kink counts as "at the kink"
 EXPERIMENT = "5"
 INITIAL_WEIGHT_SEED = 42

@@ -15,7 +15,7 @@ Each case runs the real command in a subprocess, as a user would, and checks:
   directory, convert wrote no file (not even a temp file), data.prepare's
   cache folder is empty.
 
-The mistakes (the issue's list), through every command they can reach:
+The mistakes (every kind the project promises a one-line error for), through every command they can reach:
 
     unknown route / direction, hour outside 0-23, date outside the trained years
         keras_impl.score, lightning_impl.score

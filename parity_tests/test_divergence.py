@@ -195,7 +195,7 @@ def test_nan_without_early_stopping_keeps_the_last_finite_model(framework, confi
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", ["keras", "lightning"])
 def test_a_diverged_first_epoch_is_one_line_and_leaves_no_run_folder(framework, tmp_path):
-    """The first epoch diverges with early stopping on: no finite model exists (issue 18, finding 5)."""
+    """The first epoch diverges with early stopping on: no finite model exists."""
     arguments = ["--experiment", "5", "--sample-rows", 20000, "--epochs", 3, "--patience", 2, "--out-dir", tmp_path]
     if framework == "lightning":
         arguments += ["--accelerator", "cpu"]

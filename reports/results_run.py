@@ -209,8 +209,7 @@ def build_report(args: argparse.Namespace, command: str, progress: Callable[[str
     progress(f"report: dataset {dataset.n_rows:,} rows, splits "
              f"{ {name: int(len(rows)) for name, rows in dataset.splits.items()} }; experiments "
              f"{','.join(args.experiments)}; frameworks {','.join(args.frameworks)}; writing to {out_dir}")
-    exact = getattr(args, "parity", "book") == "exact"
-    if exact:
+    if getattr(args, "parity", "book") == "exact":
         return build_exact_parity(args, command, config, dataset, out_dir, progress, started)
     results = new_results(args, command, first, dataset)
     for experiment in args.experiments:
