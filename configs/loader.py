@@ -125,7 +125,7 @@ class KerasConfig:
     steps_per_execution runs that many batches per call of the compiled train
     function (the book's 1): the same updates, bit for bit.  jit_compile
     compiles it with XLA, which fuses operations and rounds differently
-    (docs/differences.md, "Keras execution options").
+    (docs/differences.md row 38).
     """
 
     steps_per_execution: int = 1

@@ -137,8 +137,9 @@ def compile_model(model: keras.Model, learning_rate: float, *, steps_per_executi
     batches carry no weights, so val_weighted_accuracy equals val_accuracy.
     Both metrics count p > 0.5 as "delay", as torchmetrics does.
     steps_per_execution and jit_compile are Keras's own compile options (the
-    config's `keras` section; defaults as Keras's): how the train function
-    runs, not what it computes (docs/differences.md, "Keras execution options").
+    config's `keras` section; defaults as Keras's).  The first changes how the
+    train function is called, not what it computes; XLA rounds differently
+    (docs/differences.md row 38).
     """
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
