@@ -93,7 +93,8 @@ def exact_parity_section(results: Mapping[str, Any]) -> list[str]:
     settings = ", ".join(f"`{key.split('.')[-1]}: {value}`" for key, value in EXACT_PARITY_OVERRIDES.items())
     lines = ["## The exact-parity setting", "",
              f"The same experiments with {settings}, both frameworks from the same initial weights and batches "
-             f"(`{meta.get('command', 'python -m parity_tests.report --parity exact')}`, "
+             f"(`{meta.get('command', 'python -m parity_tests.report --parity exact')}`; Lightning's "
+             f"{meta.get('lightning_engine', 'plain')} engine; "
              f"{meta.get('started', '?')} to {meta.get('finished') or 'not finished'}).  Why these settings: "
              f"with hard_sigmoid the two frameworks' full-data runs part after 164 updates in float32 and "
              f"2,212 in float64 ([divergence](divergence.md)); with sigmoid they stay within 2.2e-15 in float64.",

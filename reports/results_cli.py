@@ -7,6 +7,7 @@
         --out-dir /tmp/results                                      # a quick look (what the test runs)
     python -m parity_tests.report --render-only                     # redraw the page from results.json
     python -m parity_tests.report --parity exact                    # the same table in the exact-parity setting
+    python -m parity_tests.report --parity exact --engine fast      # ... with Lightning's fast engine
 
 What it does, in order:
 
@@ -61,6 +62,7 @@ from pathlib import Path
 from typing import Sequence
 
 from configs.cli import comma_list, command_parser, non_negative_int
+from configs.loader import ENGINES
 from configs.console import emit_json
 from reports.exact_parity import PARITY_CHOICES
 from reports.results_page import DEFAULT_EXPERIMENTS, results_payload
@@ -91,6 +93,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
                         help="book (default): the book's settings.  exact: dropout 0, the sigmoid output and "
                              "float64, the setting in which the divergence study keeps whole runs together; its "
                              "runs are stored beside the book's, under results.json's \"exact_parity\"")
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="Lightning's engine for every run (default: lightning.engine of the config, plain). "
+                             "fast trains the same model through lightning_impl/fast/; in float64 it takes "
+                             "gradients by autograd.  Recorded in results.json's settings and on the page")
     parser.add_argument("--render-only", action="store_true",
                         help="train nothing: redraw results.md and the PNGs from --out-dir/results.json")
     parser.add_argument("--json", action="store_true", help="print the results object on stdout")

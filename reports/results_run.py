@@ -9,6 +9,7 @@ reports/results_plots.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import gc
 import json
@@ -21,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from configs.cli import RunRequest, resolve_run_request
-from configs.loader import load_config
+from configs.loader import load_config, override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
 from configs.console import say
@@ -79,7 +80,11 @@ def run_request(args: argparse.Namespace, experiment: str, table_epochs: int) ->
     namespace = argparse.Namespace(config=args.config, experiment=experiment, epochs=epochs,
                                    patience=args.patience, seed=args.seed, sample_rows=None,
                                    raw_dir=args.raw_dir, out_dir=args.runs_dir, json=False)
-    return resolve_run_request(namespace)
+    request = resolve_run_request(namespace)
+    engine = getattr(args, "engine", None)
+    if engine is not None:   # --engine: Lightning's engine for every run (Keras has one)
+        request = dataclasses.replace(request, config=override(request.config, "lightning.engine", engine))
+    return request
 
 
 def train_one(framework: str, request: RunRequest, dataset, accelerator: str,
@@ -155,7 +160,7 @@ def new_results(args: argparse.Namespace, command: str, first: RunRequest, datas
                      "epochs_cap": args.epochs, "patience": args.patience, "sample_rows": args.sample_rows,
                      "seed": first.config.general.seed, "batch_order": first.config.general.batch_order,
                      "output_activation": first.config.hyperparameters.output_activation,
-                     "initial_weights": args.initial_weights},
+                     "initial_weights": args.initial_weights, "lightning_engine": first.config.lightning.engine},
         "dataset": dataset_facts(dataset),
     }
 
@@ -246,10 +251,13 @@ def build_exact_parity(args: argparse.Namespace, command: str, config, dataset, 
     results["exact_parity_settings"] = {
         "command": command, "started": now(), "finished": None, "overrides": dict(EXACT_PARITY_OVERRIDES),
         "sample_rows": args.sample_rows, "epochs_cap": args.epochs, "patience": args.patience,
+        "lightning_engine": run_request(args, args.experiments[0], 1).config.lightning.engine,
         "dataset": dataset_facts(dataset)}
     for experiment in args.experiments:
         request = exact_request(run_request(args, experiment, config.experiments[experiment].epochs))
-        results[EXACT_KEY][experiment] = run_experiment(args, request, dataset, progress, started)
+        # Per framework: a --frameworks lightning run keeps the Keras rows an earlier run left, and back.
+        results[EXACT_KEY].setdefault(experiment, {}).update(
+            run_experiment(args, request, dataset, progress, started))
         write_outputs(out_dir, results)
     results["exact_parity_settings"].update(finished=now(), seconds=round(time.perf_counter() - started, 1))
     write_outputs(out_dir, results)
