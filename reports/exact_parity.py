@@ -84,6 +84,12 @@ def agreement_sentence(experiment: str, runs: Mapping[str, Mapping[str, Any]]) -
             f"{figures['largest_val_loss_difference']:.1e}.")
 
 
+def commands_text(meta: Mapping[str, Any]) -> str:
+    """The command(s) that produced the exact-parity table, each in backticks, in the order they ran."""
+    commands = meta.get("commands") or [meta.get("command", "python -m parity_tests.report --parity exact")]
+    return " then ".join(f"`{command}`" for command in commands)
+
+
 def exact_parity_section(results: Mapping[str, Any]) -> list[str]:
     """The page's section for the exact-parity runs (empty when there are none)."""
     runs_by_experiment = results.get(EXACT_KEY) or {}
@@ -93,7 +99,7 @@ def exact_parity_section(results: Mapping[str, Any]) -> list[str]:
     settings = ", ".join(f"`{key.split('.')[-1]}: {value}`" for key, value in EXACT_PARITY_OVERRIDES.items())
     lines = ["## The exact-parity setting", "",
              f"The same experiments with {settings}, both frameworks from the same initial weights and batches "
-             f"(`{meta.get('command', 'python -m parity_tests.report --parity exact')}`; Lightning's "
+             f"({commands_text(meta)}; Lightning's "
              f"{meta.get('lightning_engine', 'plain')} engine; "
              f"{meta.get('started', '?')} to {meta.get('finished') or 'not finished'}).  Why these settings: "
              f"with hard_sigmoid the two frameworks' full-data runs part after 164 updates in float32 and "

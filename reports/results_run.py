@@ -248,11 +248,11 @@ def build_exact_parity(args: argparse.Namespace, command: str, config, dataset, 
     else:
         results = new_results(args, command, exact_request(run_request(args, args.experiments[0], 1)), dataset)
     results.setdefault(EXACT_KEY, {})
-    results["exact_parity_settings"] = {
-        "command": command, "started": now(), "finished": None, "overrides": dict(EXACT_PARITY_OVERRIDES),
-        "sample_rows": args.sample_rows, "epochs_cap": args.epochs, "patience": args.patience,
-        "lightning_engine": run_request(args, args.experiments[0], 1).config.lightning.engine,
-        "dataset": dataset_facts(dataset)}
+    results["exact_parity_settings"] = exact_settings(results.get("exact_parity_settings"), command, {
+        "overrides": dict(EXACT_PARITY_OVERRIDES), "sample_rows": args.sample_rows, "epochs_cap": args.epochs,
+        "patience": args.patience, "dataset": dataset_facts(dataset)})
+    results["exact_parity_settings"]["lightning_engine"] = run_request(
+        args, args.experiments[0], 1).config.lightning.engine
     for experiment in args.experiments:
         request = exact_request(run_request(args, experiment, config.experiments[experiment].epochs))
         # Per framework: a --frameworks lightning run keeps the Keras rows an earlier run left, and back.
@@ -263,6 +263,19 @@ def build_exact_parity(args: argparse.Namespace, command: str, config, dataset, 
     write_outputs(out_dir, results)
     progress(f"report: exact parity done in {time.perf_counter() - started:.0f} s; {out_dir / RESULTS_MARKDOWN}")
     return results
+
+
+def exact_settings(previous: Mapping[str, Any] | None, command: str, setting: dict[str, Any]) -> dict[str, Any]:
+    """The exact-parity runs' settings: this call's, with the commands of earlier calls in the same setting.
+
+    Framework by framework (--frameworks keras, then lightning) the rows of
+    both calls stand in one table, so the page names every command that
+    produced it; a call in another setting starts the list afresh.
+    """
+    if previous and all(previous.get(key) == value for key, value in setting.items()):
+        commands = list(previous.get("commands") or [previous["command"]])
+        return {**setting, "commands": [*commands, command], "started": previous["started"], "finished": None}
+    return {**setting, "commands": [command], "started": now(), "finished": None}
 
 
 def render_only(out_dir: Path) -> dict[str, Any]:

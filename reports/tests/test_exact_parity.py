@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from reports.exact_parity import EXACT_PARITY_OVERRIDES, agreement, agreement_sentence
+from reports.exact_parity import EXACT_PARITY_OVERRIDES, agreement, agreement_sentence, commands_text
 from reports.results_cli import main as report_main
+from reports.results_run import exact_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,5 +67,24 @@ def test_an_exact_run_agrees_to_float64_rounding_and_keeps_the_book_results_besi
     assert figures["largest_val_loss_difference"] < 1e-12
     page = (out / "results.md").read_text()
     assert "## The exact-parity setting" in page and "## All experiments" in page
-    assert results["exact_parity_settings"]["lightning_engine"] == "fast" and "Lightning's fast engine" in page
+    settings = results["exact_parity_settings"]
+    assert settings["lightning_engine"] == "fast" and "Lightning's fast engine" in page
+    assert [command.split("--frameworks ")[1].split()[0] for command in settings["commands"]] == ["keras",
+                                                                                                 "lightning"]
+    assert commands_text(settings) in page
     assert agreement_sentence("5", runs) in page
+
+
+def test_the_settings_keep_earlier_commands_only_in_the_same_setting():
+    setting = {"overrides": {"hyperparameters.precision": 64}, "sample_rows": None, "epochs_cap": None}
+    first = exact_settings(None, "report --frameworks keras", setting)
+    assert first["commands"] == ["report --frameworks keras"]
+    second = exact_settings({**first, "finished": "later"}, "report --frameworks lightning", setting)
+    assert second["commands"] == ["report --frameworks keras", "report --frameworks lightning"]
+    assert second["started"] == first["started"] and second["finished"] is None
+    # A call on other rows starts afresh: its table is not the earlier one's.
+    other = exact_settings(second, "report --sample-rows 30000", {**setting, "sample_rows": 30000})
+    assert other["commands"] == ["report --sample-rows 30000"]
+    # Settings written before "commands" existed name their one command.
+    legacy = {key: value for key, value in first.items() if key != "commands"} | {"command": "old"}
+    assert exact_settings(legacy, "new", setting)["commands"] == ["old", "new"]
