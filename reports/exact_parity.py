@@ -84,6 +84,23 @@ def agreement_sentence(experiment: str, runs: Mapping[str, Mapping[str, Any]]) -
             f"{figures['largest_val_loss_difference']:.1e}.")
 
 
+def why_these_settings(companions: Mapping[str, Any]) -> str:
+    """The divergence study's figures behind the setting, read from divergence.json (never typed in)."""
+    study = companions.get("divergence") or {}
+    needed = ("hard_sigmoid-float32", "hard_sigmoid-float64", "sigmoid-float64")
+    if not all(setting in study for setting in needed):
+        return ("Why these settings: run `python -m parity_tests.divergence` (with `--out-dir` this folder) "
+                "for the measurements.")
+    parted = [study[setting]["first_update_over_threshold"] for setting in needed[:2]]
+    if None in parted:
+        return ("Why these settings: in [divergence](divergence.md) a hard_sigmoid run did not part, so "
+                "the study no longer supports changing the output; rerun it and revisit this setting.")
+    return (f"Why these settings: with hard_sigmoid the two frameworks' full-data runs part (|Δloss| > 1e-4) "
+            f"after {format_count(parted[0])} updates in float32 and {format_count(parted[1])} in float64 "
+            f"([divergence](divergence.md)); with sigmoid in float64 their losses stay within "
+            f"{study['sigmoid-float64']['largest_loss_difference']:.1e}.")
+
+
 def commands_text(meta: Mapping[str, Any]) -> str:
     """The command(s) that produced the exact-parity table, each in backticks, in the order they ran."""
     commands = meta.get("commands") or [meta.get("command", "python -m parity_tests.report --parity exact")]
@@ -101,9 +118,8 @@ def exact_parity_section(results: Mapping[str, Any]) -> list[str]:
              f"The same experiments with {settings}, both frameworks from the same initial weights and batches "
              f"({commands_text(meta)}; Lightning's "
              f"{meta.get('lightning_engine', 'plain')} engine; "
-             f"{meta.get('started', '?')} to {meta.get('finished') or 'not finished'}).  Why these settings: "
-             f"with hard_sigmoid the two frameworks' full-data runs part after 164 updates in float32 and "
-             f"2,212 in float64 ([divergence](divergence.md)); with sigmoid they stay within 2.2e-15 in float64.",
+             f"{meta.get('started', '?')} to {meta.get('finished') or 'not finished'}).  "
+             f"{why_these_settings(results.get('companions') or {})}",
              "", "| exp | framework | epochs run | kept epoch | test accuracy | FN | TP | recall |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for experiment, runs in runs_by_experiment.items():

@@ -1,11 +1,13 @@
 """The results page's evidence from its companion studies, read from the same folder when they exist.
 
-    companions = read_companions(out_dir)   # {"seed_study": {trends, experiments}, "saturation": {...}}
+    companions = read_companions(out_dir)   # {"seed_study": {trends, experiments}, "saturation": {...},
+                                            #  "divergence": {setting: {first_update_over_threshold, ...}}}
     seed_trend_lines(companions)            # the book's trends across seeds (parity_tests.seeds)
     saturation_lines(companions)            # why a run froze (parity_tests.saturation)
 
 One report run trains each experiment once per framework; two other tools
-measure what one run cannot: `python -m parity_tests.seeds` (many seeds, the
+measure what one run cannot (a third, `python -m parity_tests.divergence`,
+gives the exact-parity section its reasons: divergence.json): `python -m parity_tests.seeds` (many seeds, the
 book's trends in distribution: seeds.json "trends") and `python -m
 parity_tests.saturation` (the share of training rows whose logit sits past
 hard_sigmoid's kink, per epoch: saturation.json).  The page quotes their
@@ -22,6 +24,7 @@ from typing import Any, Mapping
 
 SEEDS_JSON = "seeds.json"
 SATURATION_JSON = "saturation.json"
+DIVERGENCE_JSON = "divergence.json"
 SEED_TREND_COMMAND = ("python -m parity_tests.seeds --seeds 5 --experiment {experiment} --sample-rows 500000 "
                       "--patience 15 --epochs 50")
 
@@ -33,11 +36,17 @@ def read_companions(out_dir: Path) -> dict[str, Any]:
         return {"trends": study.get("trends", []),
                 "experiments": sorted({str(run["experiment"]) for run in study.get("runs", [])})}
 
-    for name, key, pick in ((SEEDS_JSON, "seed_study", seed_figures), (SATURATION_JSON, "saturation", dict)):
+    def divergence_figures(study: Mapping[str, Any]) -> dict[str, Any]:
+        return {setting: {"first_update_over_threshold": figures["first_update_over_threshold"],
+                          "largest_loss_difference": figures["largest_loss_difference"]}
+                for setting, figures in study["settings"].items()}
+
+    for name, key, pick in ((SEEDS_JSON, "seed_study", seed_figures), (SATURATION_JSON, "saturation", dict),
+                            (DIVERGENCE_JSON, "divergence", divergence_figures)):
         path = Path(out_dir) / name
         try:
             companions[key] = pick(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError, KeyError):
             continue
     return companions
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from reports.exact_parity import EXACT_PARITY_OVERRIDES, agreement, agreement_sentence, commands_text
+from reports.exact_parity import (EXACT_PARITY_OVERRIDES, agreement, agreement_sentence, commands_text,
+                                   why_these_settings)
+from reports.results_companions import read_companions
 from reports.results_cli import main as report_main
 from reports.results_run import exact_settings
 
@@ -88,3 +90,18 @@ def test_the_settings_keep_earlier_commands_only_in_the_same_setting():
     # Settings written before "commands" existed name their one command.
     legacy = {key: value for key, value in first.items() if key != "commands"} | {"command": "old"}
     assert exact_settings(legacy, "new", setting)["commands"] == ["old", "new"]
+
+
+def test_the_reasons_are_the_divergence_studys_own_numbers():
+    companions = read_companions(PROJECT_ROOT / "docs" / "results")
+    study = json.loads((PROJECT_ROOT / "docs" / "results" / "divergence.json").read_text())["settings"]
+    sentence = why_these_settings(companions)
+    float32, float64 = (study[f"hard_sigmoid-float{bits}"]["first_update_over_threshold"] for bits in (32, 64))
+    assert f"after {float32:,} updates in float32 and {float64:,} in float64" in sentence
+    assert f"{study['sigmoid-float64']['largest_loss_difference']:.1e}" in sentence
+    # Without the study the page names the command instead of figures it does not have.
+    assert "python -m parity_tests.divergence" in why_these_settings({})
+    # A study in which hard_sigmoid no longer parts would not support the setting, and the page says so.
+    unparted = {"divergence": {setting: {**figures, "first_update_over_threshold": None}
+                               for setting, figures in companions["divergence"].items()}}
+    assert "did not part" in why_these_settings(unparted)
