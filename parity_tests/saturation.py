@@ -46,6 +46,7 @@ from data.atomic import write_atomic
 from experiment.artifacts import write_json
 from configs.console import UserError, emit_json, run_main, say
 from parity_tests.lockstep import ACTIVATION_KINKS
+from reports.results_companions import SATURATION_JSON
 
 
 class SaturationWatch:
@@ -205,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         # The sentence is stored beside its numbers: the results page (reports/) quotes it without
         # importing this test-floor module (docs/architecture.md).
-        write_json(Path(args.out) / "saturation.json", {**study, "command": command, "summary": summary_sentence(study)})
+        write_json(Path(args.out) / SATURATION_JSON, {**study, "command": command, "summary": summary_sentence(study)})
         write_atomic(Path(args.out) / "saturation.md", render_markdown(study, command))
     if args.json:
         emit_json(study)

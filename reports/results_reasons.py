@@ -245,7 +245,7 @@ def trends_section(results: Mapping[str, Any]) -> list[str]:
     if trajectory:
         lines += ["### One training behind experiments 3, 4 and 5", "", *trajectory, ""]
     if "companions" in results:  # the seed study and the saturation study, when written beside results.json
-        lines += [*seed_trend_lines(results["companions"]), *saturation_lines(results["companions"])]
+        lines += [*seed_trend_lines(results["companions"]), *saturation_lines(results["companions"], results)]
     lines += ["### How this setup differs from the book's", "", *dataset_facts_lines(results),
               *(f"- {item}" for item in SETUP_DIFFERENCES), ""]
     agreement = framework_agreement(results)

@@ -56,3 +56,41 @@ def test_the_saturation_sentence_is_quoted_with_its_command(tmp_path):
     assert lines[2].endswith("The run did not end frozen. That retrain did not reproduce a frozen run, so this page "
                              "does not name saturation as the cause of any freeze in the table above; the per-epoch "
                              "counts show how far the logits went instead.")
+
+
+def fixed_point_study(val_loss, *, share, fixed_point):
+    return {"experiment": "3", "command": "python -m parity_tests.fixed_point RUN/checkpoints/last.ckpt",
+            "engine": "fast", "summary": "SUMMARY.", "saturated_share": share, "fixed_point": fixed_point,
+            "run_history": {"val_loss": val_loss, "val_accuracy": [0.5] * len(val_loss)}}
+
+
+def table_run(val_loss):
+    return {"experiments": {"3": {"lightning": {"history": {"val_loss": val_loss,
+                                                            "val_accuracy": [0.5] * len(val_loss)}}}}}
+
+
+def test_the_fixed_point_check_is_told_from_its_numbers_and_the_tables(tmp_path):
+    saturation = {"experiment": "3", "command": "python -m parity_tests.saturation", "summary": "Not frozen.",
+                  "frozen": None}
+    (tmp_path / "saturation.json").write_text(json.dumps(saturation))
+    retrain = [0.66, 0.54, 4.2, 10.36, 7.0]
+    (tmp_path / "fixed_point.json").write_text(json.dumps(fixed_point_study(retrain, share=0.9912,
+                                                                            fixed_point=False)))
+    table = table_run([0.62, 0.53, 2.15, 8.19, 7.2, 7.2, 7.2])
+    lines = saturation_lines(read_companions(tmp_path), table)
+    # With the check beside it, the saturation retrain's disclaimer gives way to the check's evidence.
+    assert lines[2].endswith("Not frozen.")
+    text = lines[4]
+    assert text.startswith("`python -m parity_tests.fixed_point RUN/checkpoints/last.ckpt` took a retrain of "
+                           "Lightning's experiment 3 with the fast engine")
+    assert ("The retrain does not repeat the table's run (epoch 1 val_loss 0.6600 against 0.6200); it blew up as "
+            "the table's run did: its val_loss was 0.5400 at epoch 2 and 10.3600 at epoch 4. SUMMARY.") in text
+    assert text.endswith("The 0.88% of rows still inside the kinks keep it moving; once that share is 0, every "
+                         "batch's gradient is exactly 0 (parity_tests/test_fixed_point.py) and the validation "
+                         "figures repeat to the last digit, as the table's do from epoch 5 to 7.")
+    # A retrain that stayed calm beside a table run that blew up, and a model that is a fixed point.
+    calm = fixed_point_study([0.66, 0.6, 0.58], share=1.0, fixed_point=True)
+    (text,) = [line for line in saturation_lines({"saturation": saturation, "fixed_point": calm}, table)[4:] if line]
+    assert "it did not blow up as the table's run did" in text and text.endswith("SUMMARY.")
+    assert "neither run blew up" in saturation_lines({"saturation": saturation, "fixed_point": calm},
+                                                     table_run([0.6, 0.59]))[4]
