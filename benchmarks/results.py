@@ -9,7 +9,7 @@ renders it as docs/benchmarks.md.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from benchmarks.comparison import (TARGET_PRODUCT_TO_BEST_KERAS, headline_figures, median as median_or_none,
                                    speed_targets,
