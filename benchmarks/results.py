@@ -134,22 +134,9 @@ def build_result(phases: Mapping[str, Mapping[str, Any] | None], *, mode: str, c
     samples_per_second = {name: (train_rows / seconds if seconds and train_rows else None)
                           for name, seconds in epoch_seconds.items()}
 
-    score_ms = {}
-    for name, phase in (("keras", keras), ("lightning", lightning)):
-        scoring = (phase or {}).get("scoring")
-        if scoring and scoring.get("milliseconds"):
-            score_ms[name] = {**latency_percentiles(scoring["milliseconds"]), "call": scoring.get("call")}
-            extras = {key: value for key, value in scoring.items() if key not in ("milliseconds", "call")}
-            score_ms[name].update(extras)
-        else:
-            score_ms[name] = None
-
     days_here = next((phase["dataset"].get("days") for phase in (keras, lightning, prepare) if phase), None)
     devices = {"keras": (keras or {}).get("device"), "lightning": (lightning or {}).get("device"),
                "lightning_gpu": gpu["device"] if gpu else None}
-    device = "cpu" if not gpu else f"cpu; Lightning also on {gpu['device']}"
-    if keras and keras.get("device") not in (None, "cpu"):
-        device = f"keras on {keras['device']}; " + device
 
     result: dict[str, Any] = {
         "mode": mode,
@@ -171,7 +158,7 @@ def build_result(phases: Mapping[str, Mapping[str, Any] | None], *, mode: str, c
         "prepare_seconds": {"cold": median_or_none((prepare or {}).get("cold_seconds")),
                             "cached": median_or_none((prepare or {}).get("cached_seconds"))},
         "prepare_command_seconds": dict(prepare_command) if prepare_command else None,
-        "score_ms": score_ms,
+        "score_ms": {name: scoring_latency(phase) for name, phase in (("keras", keras), ("lightning", lightning))},
         # Each framework's default configuration, polled while it trained and validated (measure.MemoryWatch).
         "peak_rss_mb": {"keras": configuration_peak(table, "keras", keras),
                         "lightning": configuration_peak(table, headline["lightning_configuration"], lightning),
@@ -181,7 +168,7 @@ def build_result(phases: Mapping[str, Mapping[str, Any] | None], *, mode: str, c
         "polled_peak_rss_mb": {name: (phase or {}).get("polled_peak_rss_mb")
                                for name, phase in (("keras", keras), ("lightning", lightning), ("prepare", prepare))},
         "train_rows": train_rows,
-        "device": device,
+        "device": device_text(keras, gpu),
         "devices": devices,
         "threads": {"keras": (keras or {}).get("threads"), "lightning": (lightning or {}).get("threads")},
         "machine": dict(machine),
@@ -200,6 +187,23 @@ def build_result(phases: Mapping[str, Mapping[str, Any] | None], *, mode: str, c
     result["targets"] = check_targets(result)
     result["notes"] = explain_misses(result)
     return result
+
+
+def scoring_latency(phase: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """One framework's scoring latency percentiles (and what the phase says about the call), None if not timed."""
+    scoring = (phase or {}).get("scoring")
+    if not scoring or not scoring.get("milliseconds"):
+        return None
+    extras = {key: value for key, value in scoring.items() if key not in ("milliseconds", "call")}
+    return {**latency_percentiles(scoring["milliseconds"]), "call": scoring.get("call"), **extras}
+
+
+def device_text(keras: Mapping[str, Any] | None, gpu: Mapping[str, Any] | None) -> str:
+    """Where the phases trained, as the page's header says it."""
+    device = "cpu" if not gpu else f"cpu; Lightning also on {gpu['device']}"
+    if keras and keras.get("device") not in (None, "cpu"):
+        device = f"keras on {keras['device']}; " + device
+    return device
 
 
 def configuration_peak(table: Mapping[str, Any], name: str | None, phase: Mapping[str, Any] | None) -> float | None:
