@@ -189,9 +189,16 @@ def is_plain_file_name(template: str) -> bool:
 
 
 def _validate(config: Config) -> None:
+    """Every value in range, every name one the project knows (ConfigError names the key and what is valid)."""
+    _validate_settings(config)
+    _validate_callbacks(config.source, config.callbacks)
+    _validate_experiments(config)
+
+
+def _validate_settings(config: Config) -> None:
+    """general, lightning, keras, test_parms and hyperparameters."""
     source = config.source
-    general, hyper, parms, callbacks = (config.general, config.hyperparameters,
-                                        config.test_parms, config.callbacks)
+    general, hyper, parms = config.general, config.hyperparameters, config.test_parms
     _require(general.batch_order in BATCH_ORDERS,
              f"{source}: 'general.batch_order' = {general.batch_order!r}; valid: {', '.join(BATCH_ORDERS)}")
     _require(config.lightning.engine in ENGINES,
@@ -224,6 +231,10 @@ def _validate(config: Config) -> None:
     _require(hyper.loss == "binary_crossentropy",
              f"{source}: 'hyperparameters.loss' = {hyper.loss!r}; only binary_crossentropy is implemented")
     _require(hyper.zero_weight > 0, f"{source}: 'hyperparameters.zero_weight' must be > 0")
+
+
+def _validate_callbacks(source: str, callbacks: CallbacksConfig) -> None:
+    """The monitors, modes and checkpoint file name of the Keras-compatible callbacks."""
     for prefix, monitor, mode in (("callbacks", callbacks.monitor, callbacks.mode),
                                   ("callbacks.reduce_lr", callbacks.reduce_lr.monitor,
                                    callbacks.reduce_lr.mode)):
@@ -240,6 +251,11 @@ def _validate(config: Config) -> None:
     _require(is_plain_file_name(callbacks.checkpoint_template),
              f"{source}: 'callbacks.checkpoint_template' = {callbacks.checkpoint_template!r} must be a file name "
              f"inside the run's checkpoints folder: no '/', no '\\', no '..', not absolute")
+
+
+def _validate_experiments(config: Config) -> None:
+    """The experiment table, and the current experiment is one of its rows."""
+    source, parms = config.source, config.test_parms
     _require(bool(config.experiments), f"{source}: 'experiments' is empty")
     for name, experiment in config.experiments.items():
         key = f"experiments.{name}"
