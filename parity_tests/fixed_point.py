@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from configs.cli import OneLineArgumentParser, positive_int, resolve_run_request
+from configs.cli import command_parser, positive_int, resolve_run_request
 from configs.console import UserError, emit_json, run_main, say
 from experiment.artifacts import write_json
 from parity_tests.lockstep import ACTIVATION_KINKS
@@ -89,9 +89,8 @@ def summary_sentence(study: dict[str, Any]) -> str:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m parity_tests.fixed_point", description=__doc__.split("\n")[0],
-                                   epilog=__doc__.split("\n\n", 1)[1].split("A run whose")[0].strip(),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("python -m parity_tests.fixed_point", __doc__.split("\n")[0],
+                            __doc__.split("\n\n", 1)[1].split("A run whose")[0].strip())
     parser.add_argument("checkpoint", help="a Lightning checkpoint (.ckpt) of either engine")
     parser.add_argument("--experiment", default="3", metavar="ID",
                         help="the experiment the run trained (its class weights; default 3)")

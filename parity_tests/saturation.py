@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from configs.cli import OneLineArgumentParser, positive_int, resolve_run_request
+from configs.cli import command_parser, positive_int, resolve_run_request
 from configs.loader import override
 from data.atomic import write_atomic
 from experiment.artifacts import write_json
@@ -168,9 +168,8 @@ def summary_sentence(study: Mapping[str, Any]) -> str:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m parity_tests.saturation", description=__doc__.split("\n")[0],
-                                   epilog=__doc__.split("\n\n", 1)[1].split("hard_sigmoid(x)")[0].strip(),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("python -m parity_tests.saturation", __doc__.split("\n")[0],
+                            __doc__.split("\n\n", 1)[1].split("hard_sigmoid(x)")[0].strip())
     parser.add_argument("--experiment", default="3", metavar="ID", help="experiment id (default 3)")
     parser.add_argument("--sample-rows", type=positive_int, default=None, metavar="N",
                         help="a seeded subset of N prepared rows (default: the full data)")
