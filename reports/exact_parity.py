@@ -107,6 +107,22 @@ def commands_text(meta: Mapping[str, Any]) -> str:
     return " then ".join(f"`{command}`" for command in commands)
 
 
+def exact_parity_headline(results: Mapping[str, Any]) -> list[str]:
+    """One bullet for the page's top: how many experiments agree in the exact-parity setting (none without runs)."""
+    runs_by_experiment = results.get(EXACT_KEY) or {}
+    compared = {experiment: agreement(runs) for experiment, runs in runs_by_experiment.items()}
+    compared = {experiment: figures for experiment, figures in compared.items() if figures["compared"]}
+    if not compared:
+        return []
+    same = [experiment for experiment, figures in compared.items()
+            if figures["same_epochs_run"] and figures["same_kept_epoch"] and figures["same_confusion_matrix"]]
+    differ = [experiment for experiment in compared if experiment not in same]
+    text = (f"- **Exact-parity setting** ([below](#the-exact-parity-setting)): {len(same)} of {len(compared)} "
+            f"experiments run the same epochs, keep the same epoch and give the same test confusion matrix in "
+            f"both frameworks")
+    return [text + (f"; experiment(s) {', '.join(differ)} differ." if differ else ".")]
+
+
 def exact_parity_section(results: Mapping[str, Any]) -> list[str]:
     """The page's section for the exact-parity runs (empty when there are none)."""
     runs_by_experiment = results.get(EXACT_KEY) or {}

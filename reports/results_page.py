@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from reports.exact_parity import exact_parity_section
+from reports.exact_parity import exact_parity_headline, exact_parity_section
 from reports.results_reasons import trends_section
 from reports.results_story import (FRAMEWORK_LABELS, FRAMEWORKS, format_count, format_ratio, format_seconds,
                                    trend_checks)
@@ -106,6 +106,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
              ]
     if settings["epochs_cap"] is not None or settings["patience"] is not None or settings["sample_rows"] is not None:
         lines.append(f"- **{scope_note(settings)[0].upper() + scope_note(settings)[1:]}.**")
+    lines += exact_parity_headline(results)
     lines += ["", "## All experiments", "", *index_table(results), ""]
     for experiment, runs in results["experiments"].items():
         lines += experiment_section(experiment, results["experiment_settings"][experiment], runs)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reports.exact_parity import (EXACT_PARITY_OVERRIDES, agreement, agreement_sentence, commands_text,
-                                   why_these_settings)
+                                   exact_parity_headline, why_these_settings)
 from reports.results_companions import read_companions
 from reports.results_cli import main as report_main
 from reports.results_run import exact_settings
@@ -105,3 +105,34 @@ def test_the_reasons_are_the_divergence_studys_own_numbers():
     unparted = {"divergence": {setting: {**figures, "first_update_over_threshold": None}
                                for setting, figures in companions["divergence"].items()}}
     assert "did not part" in why_these_settings(unparted)
+
+
+def test_the_headline_counts_the_experiments_that_agree():
+    def run(kept_epoch=9):
+        return summary(12, kept_epoch, [[10, 2], [1, 3]], [0.5, 0.375], 0.75)
+
+    same = {"keras": run(), "lightning": run()}
+    apart = {"keras": run(), "lightning": run(kept_epoch=7)}
+    headline = exact_parity_headline({"exact_parity": {"1": same, "5": apart, "6": {"keras": run()}}})
+    assert headline == ["- **Exact-parity setting** ([below](#the-exact-parity-setting)): 1 of 2 experiments run "
+                        "the same epochs, keep the same epoch and give the same test confusion matrix in both "
+                        "frameworks; experiment(s) 5 differ."]
+    assert exact_parity_headline({}) == []
+
+
+def test_the_committed_exact_table_is_the_full_book_table_and_the_readme_says_what_it_shows():
+    results = json.loads((PROJECT_ROOT / "docs" / "results" / "results.json").read_text())
+    settings = results["exact_parity_settings"]
+    assert settings["sample_rows"] is None and settings["epochs_cap"] is None and settings["patience"] is None
+    assert settings["dataset"]["splits"]["train"] == 1_716_824
+    runs = results["exact_parity"]
+    assert sorted(runs) == ["1", "2", "3", "4", "5"]
+    figures = {experiment: agreement(pair) for experiment, pair in runs.items()}
+    assert all(f["same_epochs_run"] and f["same_kept_epoch"] and f["same_confusion_matrix"] for f in figures.values())
+    largest = max(f["largest_val_loss_difference"] for f in figures.values())
+    five = runs["5"]["keras"]
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())
+    assert "all five of the book's experiments on the full data ran the same epochs" in readme
+    assert f"at most {largest:.1e} apart" in readme
+    assert (f"experiment 5: {five['epochs_run']} epochs, kept epoch {five['kept_epoch']}, test recall "
+            f"{five['recall']:.4f} in both") in readme
