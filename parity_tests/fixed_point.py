@@ -1,7 +1,7 @@
 """Is a trained model stuck? The SGD gradient of every training batch at a checkpoint's weights.
 
-    python -m parity_tests.fixed_point RUN_DIR/checkpoints/last.ckpt --experiment 3 --out docs/results
-    python -m parity_tests.fixed_point RUN_DIR/checkpoints/last.ckpt --sample-rows 20000 --json
+    python -m parity_tests.fixed_point RUN_DIR/checkpoints/last.ckpt --out docs/results
+    python -m parity_tests.fixed_point model.ckpt --experiment 3 --sample-rows 20000 --json   # outside a run directory
 
 A run whose validation figures repeat to the last digit epoch after epoch
 ("frozen") is stuck only if SGD has nothing left to do: the gradient of the
@@ -32,9 +32,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from configs.cli import command_parser, positive_int, resolve_run_request
+from configs.cli import RunRequest, command_parser, positive_int, resolve_run_request
 from configs.console import UserError, emit_json, run_main, say
 from experiment.artifacts import write_json
+from experiment.reliability import REQUEST_FILE
 from parity_tests.lockstep import ACTIVATION_KINKS
 from reports.results_companions import FIXED_POINT_JSON
 
@@ -92,10 +93,11 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser = command_parser("python -m parity_tests.fixed_point", __doc__.split("\n")[0],
                             __doc__.split("\n\n", 1)[1].split("A run whose")[0].strip())
     parser.add_argument("checkpoint", help="a Lightning checkpoint (.ckpt) of either engine")
-    parser.add_argument("--experiment", default="3", metavar="ID",
-                        help="the experiment the run trained (its class weights; default 3)")
+    parser.add_argument("--experiment", default=None, metavar="ID",
+                        help="the experiment the run trained (its class weights); only for a checkpoint without "
+                             "its run directory: a run's own run_request.json says it")
     parser.add_argument("--sample-rows", type=positive_int, default=None, metavar="N",
-                        help="the run's --sample-rows, if it had one (default: the full data)")
+                        help="the run's --sample-rows, likewise (default: the run's, else the full data)")
     parser.add_argument("--out", default=None, metavar="DIR", help="write DIR/fixed_point.json")
     parser.add_argument("--json", action="store_true", help="print the study's object on stdout")
     return parser
@@ -137,20 +139,49 @@ def run_facts(run_dir: Path) -> dict[str, Any]:
     return facts
 
 
+def checkpoint_request(checkpoint: Path, args: argparse.Namespace) -> RunRequest:
+    """The settings the checkpoint was trained with: its run's run_request.json, else the flags.
+
+    The class weights, seed (batch order) and sample come from them, so a
+    guess would give a wrong answer with exit 0: a flag that contradicts the
+    run, or a bare checkpoint without --experiment, is refused instead.
+    """
+    import json
+
+    from configs.loader import ConfigError, ExperimentSettings, config_from_dict
+
+    path = checkpoint.parent.parent / REQUEST_FILE
+    if not path.is_file():
+        if args.experiment is None:
+            raise UserError(f"{checkpoint} is not inside a run directory (no {path}); pass --experiment ID, and "
+                            f"--sample-rows N if the run had one")
+        return resolve_run_request(argparse.Namespace(
+            config=None, experiment=args.experiment, epochs=None, patience=None, seed=None,
+            sample_rows=args.sample_rows, raw_dir=None, out_dir=None, json=args.json))
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        request = RunRequest(config=config_from_dict(saved["config"], source=str(path)),
+                             settings=ExperimentSettings(**saved["settings"]), sample_rows=saved.get("sample_rows"),
+                             raw_dir=saved.get("raw_dir"), json=args.json)
+    except (ConfigError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path} is not a readable run request ({type(error).__name__}: {error})") from None
+    for flag, given, saved_value in (("--experiment", args.experiment, request.settings.experiment),
+                                     ("--sample-rows", args.sample_rows, request.sample_rows)):
+        if given is not None and given != saved_value:
+            raise UserError(f"{flag} {given} contradicts {path}, which says {saved_value}; drop the flag")
+    return request
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from data import load_prepared
+    from experiment.run import run_dataset
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_argument_parser().parse_args(argv)
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist; pass a run's checkpoints/last.ckpt")
-    request = resolve_run_request(argparse.Namespace(
-        config=None, experiment=args.experiment, epochs=None, patience=None, seed=None,
-        sample_rows=args.sample_rows, raw_dir=None, out_dir=None, json=args.json))
-    dataset = load_prepared(request.config, raw_dir=request.config.data.raw_dir)
-    if args.sample_rows is not None:
-        dataset = dataset.sample(args.sample_rows, request.config.general.seed)
+    request = checkpoint_request(checkpoint, args)
+    dataset = run_dataset(request)   # loaded and sampled as the trainers do
     study = measure(checkpoint, request, dataset)
     study["command"] = " ".join(["python -m parity_tests.fixed_point", *argv])
     study["summary"] = summary_sentence(study)

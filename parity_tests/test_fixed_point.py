@@ -68,3 +68,49 @@ def test_a_missing_checkpoint_is_one_clear_error(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [f"error: checkpoint {tmp_path / 'nothing.ckpt'} does not exist; pass a run's "
                      "checkpoints/last.ckpt"]
+
+
+def run_directory(tmp_path, experiment: str, sample_rows):
+    """A run directory as the trainers leave it: run_request.json beside checkpoints/ (the checkpoint need not load)."""
+    import json
+    from dataclasses import asdict
+
+    from configs.loader import config_to_dict, load_config, resolve_experiment
+
+    run_dir = tmp_path / f"lightning-exp{experiment}-20260101-000000"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    config = load_config()
+    (run_dir / "run_request.json").write_text(json.dumps({
+        "framework": "lightning", "config": config_to_dict(config),
+        "settings": asdict(resolve_experiment(config, experiment)), "sample_rows": sample_rows, "raw_dir": None}))
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint.write_bytes(b"not read by these checks")
+    return checkpoint
+
+
+def test_the_runs_own_settings_are_used_and_a_contradicting_flag_is_refused(tmp_path):
+    import argparse
+
+    from configs.console import UserError
+    from parity_tests.fixed_point import checkpoint_request
+
+    checkpoint = run_directory(tmp_path, "5", 20000)
+    flags = argparse.Namespace(experiment=None, sample_rows=None, json=False)
+    request = checkpoint_request(checkpoint, flags)
+    assert (request.settings.experiment, request.settings.monitor, request.sample_rows) == ("5", "val_accuracy", 20000)
+    # The flags may repeat the run's settings, never change them: class weights, seed and sample follow the run.
+    assert checkpoint_request(checkpoint, argparse.Namespace(experiment="5", sample_rows=20000, json=False))
+    with pytest.raises(UserError, match=r"--experiment 3 contradicts .*run_request.json, which says 5; drop"):
+        checkpoint_request(checkpoint, argparse.Namespace(experiment="3", sample_rows=None, json=False))
+    with pytest.raises(UserError, match=r"--sample-rows 100 contradicts .*which says 20000"):
+        checkpoint_request(checkpoint, argparse.Namespace(experiment=None, sample_rows=100, json=False))
+
+
+def test_a_checkpoint_outside_a_run_directory_needs_its_experiment(tmp_path, capsys):
+    from configs.console import run_main
+
+    bare = tmp_path / "model.ckpt"
+    bare.write_bytes(b"x")
+    assert run_main(main, [str(bare)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {bare} is not inside a run directory") and "pass --experiment ID" in line
