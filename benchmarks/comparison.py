@@ -57,7 +57,8 @@ def fastest_keras(table: Mapping[str, Mapping[str, Any]]) -> str | None:
 
 
 def headline_figures(table: Mapping[str, Mapping[str, Any]], product_engine: str | None) -> dict[str, Any]:
-    """epoch_seconds with every configuration plus the names keras, keras_best, lightning and lightning_plain, and the ratios the page leads with."""
+    """epoch_seconds with every configuration plus the names keras, keras_best, lightning and
+    lightning_plain, and the ratios the page leads with."""
     def seconds(name: str | None) -> float | None:
         return (table.get(name) or {}).get("epoch_seconds") if name else None
 

@@ -121,21 +121,20 @@ def measure(checkpoint: Path, request, dataset) -> dict[str, Any]:
     return {"checkpoint_name": f"{checkpoint.parent.parent.name}/{checkpoint.parent.name}/{checkpoint.name}",
             "checkpoint_epoch": epoch + 1, "experiment": request.settings.experiment,
             "output_activation": net.output_activation, "class_weight": class_weight,
-            "fixed_point": study["batches_with_a_gradient"] == 0, **study, **run_facts(checkpoint.parent.parent)}
+            "fixed_point": study["batches_with_a_gradient"] == 0, **study, **run_facts(checkpoint.parent.parent, request)}
 
 
-def run_facts(run_dir: Path) -> dict[str, Any]:
+def run_facts(run_dir: Path, request: RunRequest) -> dict[str, Any]:
     """The checkpoint's run, where its run directory says: Lightning's engine and the validation history."""
     import json
 
-    facts: dict[str, Any] = {"engine": None, "run_history": None}
+    from_run = (run_dir / REQUEST_FILE).is_file()   # checkpoint_request then read the run's own config
+    facts: dict[str, Any] = {"engine": request.config.lightning.engine if from_run else None, "run_history": None}
     try:
-        saved = json.loads((run_dir / "run_request.json").read_text(encoding="utf-8"))
-        facts["engine"] = saved["config"]["lightning"]["engine"]
         history = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))["history"]
         facts["run_history"] = {key: [float(value) for value in history[key]] for key in ("val_loss", "val_accuracy")}
     except (OSError, ValueError, KeyError, TypeError):
-        pass   # a checkpoint outside a finished run directory: the weights alone answer the question
+        pass   # a run that did not finish, or a bare checkpoint: the weights alone answer the question
     return facts
 
 

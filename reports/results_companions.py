@@ -1,19 +1,26 @@
 """The results page's evidence from its companion studies, read from the same folder when they exist.
 
     companions = read_companions(out_dir)   # {"seed_study": {trends, experiments}, "saturation": {...},
-                                            #  "divergence": {setting: {first_update_over_threshold, ...}}}
+                                            #  "fixed_point": {...}, "divergence": {setting: {...}}}
     seed_trend_lines(companions)            # the book's trends across seeds (parity_tests.seeds)
     saturation_lines(companions, results)   # why a run froze (parity_tests.saturation, parity_tests.fixed_point)
 
-One report run trains each experiment once per framework; two other tools
-measure what one run cannot (a third, `python -m parity_tests.divergence`,
-gives the exact-parity section its reasons: divergence.json): `python -m parity_tests.seeds` (many seeds, the
-book's trends in distribution: seeds.json "trends") and `python -m
-parity_tests.saturation` (the share of training rows whose logit sits past
-hard_sigmoid's kink, per epoch: saturation.json).  The page quotes their
-sentences, built from their numbers (reports.seed_trends; the sentence
-saturation.json stores beside its figures), and links their pages; it says which command
-fills a gap when a study is missing.
+One report run trains each experiment once per framework; other tools
+measure what one run cannot, and the page quotes them when their files sit
+beside results.json:
+
+* `python -m parity_tests.seeds` (seeds.json "trends"): the book's trends in
+  distribution over many seeds (sentences from reports.seed_trends);
+* `python -m parity_tests.saturation` (saturation.json): the share of
+  training rows past hard_sigmoid's kink, per epoch, and the sentence it
+  stores beside its figures;
+* `python -m parity_tests.fixed_point` (fixed_point.json): whether a
+  checkpoint's every training batch has a zero gradient;
+* `python -m parity_tests.divergence` (divergence.json): the update at which
+  the two frameworks part, the exact-parity section's reasons.
+
+It links their pages, and says which command fills a gap when a study is
+missing.
 """
 
 from __future__ import annotations

@@ -241,18 +241,13 @@ def build_exact_parity(args: argparse.Namespace, command: str, config, dataset, 
     from reports.exact_parity import EXACT_KEY, EXACT_PARITY_OVERRIDES, exact_request
 
     path = out_dir / RESULTS_JSON
-    if path.is_file():
-        results = json.loads(path.read_text(encoding="utf-8"))
-        for derived in ("trends", "note", "companions"):
-            results.pop(derived, None)
-    else:
-        results = new_results(args, command, exact_request(run_request(args, args.experiments[0], 1)), dataset)
+    first = exact_request(run_request(args, args.experiments[0], 1))
+    results = saved_results(path) if path.is_file() else new_results(args, command, first, dataset)
     results.setdefault(EXACT_KEY, {})
     results["exact_parity_settings"] = exact_settings(results.get("exact_parity_settings"), command, {
         "overrides": dict(EXACT_PARITY_OVERRIDES), "sample_rows": args.sample_rows, "epochs_cap": args.epochs,
-        "patience": args.patience, "dataset": dataset_facts(dataset)})
-    results["exact_parity_settings"]["lightning_engine"] = run_request(
-        args, args.experiments[0], 1).config.lightning.engine
+        "patience": args.patience, "dataset": dataset_facts(dataset)},
+        lightning_engine=first.config.lightning.engine if "lightning" in args.frameworks else None)
     for experiment in args.experiments:
         request = exact_request(run_request(args, experiment, config.experiments[experiment].epochs))
         # Per framework: a --frameworks lightning run keeps the Keras rows an earlier run left, and back.
@@ -265,26 +260,37 @@ def build_exact_parity(args: argparse.Namespace, command: str, config, dataset, 
     return results
 
 
-def exact_settings(previous: Mapping[str, Any] | None, command: str, setting: dict[str, Any]) -> dict[str, Any]:
+def exact_settings(previous: Mapping[str, Any] | None, command: str, setting: dict[str, Any], *,
+                   lightning_engine: str | None) -> dict[str, Any]:
     """The exact-parity runs' settings: this call's, with the commands of earlier calls in the same setting.
 
     Framework by framework (--frameworks keras, then lightning) the rows of
     both calls stand in one table, so the page names every command that
     produced it; a call in another setting starts the list afresh.
+    `lightning_engine` is None when this call trains no Lightning run: the
+    engine of the Lightning rows is then the earlier call's.
     """
     if previous and all(previous.get(key) == value for key, value in setting.items()):
         commands = list(previous.get("commands") or [previous["command"]])
-        return {**setting, "commands": [*commands, command], "started": previous["started"], "finished": None}
-    return {**setting, "commands": [command], "started": now(), "finished": None}
+        return {**setting, "commands": [*commands, command], "started": previous["started"], "finished": None,
+                "lightning_engine": lightning_engine or previous.get("lightning_engine")}
+    return {**setting, "commands": [command], "started": now(), "finished": None,
+            "lightning_engine": lightning_engine}
+
+
+def saved_results(path: Path) -> dict[str, Any]:
+    """results.json as saved, without the parts the page recomputes (results_payload, write_outputs)."""
+    results = json.loads(path.read_text(encoding="utf-8"))
+    for derived in ("trends", "note", "companions"):
+        results.pop(derived, None)
+    return results
 
 
 def render_only(out_dir: Path) -> dict[str, Any]:
     path = out_dir / RESULTS_JSON
     if not path.is_file():
         raise ValueError(f"--render-only: {path} does not exist; run the report first")
-    results = json.loads(path.read_text(encoding="utf-8"))
-    for derived in ("trends", "note", "companions"):  # recomputed by results_payload / write_outputs
-        results.pop(derived, None)
+    results = saved_results(path)
     write_outputs(out_dir, results)
     return results
 

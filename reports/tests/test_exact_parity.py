@@ -79,17 +79,23 @@ def test_an_exact_run_agrees_to_float64_rounding_and_keeps_the_book_results_besi
 
 def test_the_settings_keep_earlier_commands_only_in_the_same_setting():
     setting = {"overrides": {"hyperparameters.precision": 64}, "sample_rows": None, "epochs_cap": None}
-    first = exact_settings(None, "report --frameworks keras", setting)
+    first = exact_settings(None, "report --frameworks keras", setting, lightning_engine=None)
     assert first["commands"] == ["report --frameworks keras"]
-    second = exact_settings({**first, "finished": "later"}, "report --frameworks lightning", setting)
+    second = exact_settings({**first, "finished": "later"}, "report --frameworks lightning", setting,
+                            lightning_engine="fast")
     assert second["commands"] == ["report --frameworks keras", "report --frameworks lightning"]
     assert second["started"] == first["started"] and second["finished"] is None
+    assert second["lightning_engine"] == "fast"
+    # A later Keras-only call leaves the Lightning rows' engine as it was.
+    third = exact_settings(second, "report --frameworks keras", setting, lightning_engine=None)
+    assert third["lightning_engine"] == "fast"
     # A call on other rows starts afresh: its table is not the earlier one's.
-    other = exact_settings(second, "report --sample-rows 30000", {**setting, "sample_rows": 30000})
-    assert other["commands"] == ["report --sample-rows 30000"]
+    other = exact_settings(second, "report --sample-rows 30000", {**setting, "sample_rows": 30000},
+                           lightning_engine="plain")
+    assert other["commands"] == ["report --sample-rows 30000"] and other["lightning_engine"] == "plain"
     # Settings written before "commands" existed name their one command.
     legacy = {key: value for key, value in first.items() if key != "commands"} | {"command": "old"}
-    assert exact_settings(legacy, "new", setting)["commands"] == ["old", "new"]
+    assert exact_settings(legacy, "new", setting, lightning_engine=None)["commands"] == ["old", "new"]
 
 
 def test_the_reasons_are_the_divergence_studys_own_numbers():
